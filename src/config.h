@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util.h"
+
+/* The configuration of SPEC §2, fully parsed and validated. Pure data: everything that needs
+ * I/O (secrets, orders-dir files) is read by config_load() into plain fields. */
+
+typedef enum AuthMode {
+        AUTH_REFRESH_TOKEN,
+        AUTH_CLIENT_CREDENTIALS,
+        AUTH_TOKEN_FILE,
+} AuthMode;
+
+typedef enum JournalMode {
+        JOURNAL_AUTO,
+        JOURNAL_YES,
+        JOURNAL_NO,
+} JournalMode;
+
+typedef struct OrderRef {
+        char *customer_id;
+        char *order_id;
+        char *origin; /* "provwatch.conf:12" or "orders.d/a.list:3", for messages */
+} OrderRef;
+
+typedef struct WebhookConfig {
+        char *name;          /* "default" for the plain [webhook] section (so [webhook default] is a duplicate) */
+        char *url;
+        char *secret;        /* key bytes (whsec_ decoded, or raw); NULL if none */
+        size_t secret_size;
+        char *secret_origin; /* "credential webhook-NAME-secret" or the file path; never the secret */
+        char **events;       /* NULL-terminated glob patterns; default {"*"} */
+        char **headers;      /* NULL-terminated "Name: value" */
+        uint64_t timeout_usec;
+        uint64_t retry_for_usec;
+        uint64_t once_timeout_usec;
+        char *ca_file;
+} WebhookConfig;
+
+typedef struct Config {
+        char *path; /* the file it was read from */
+
+        /* [partner-center] */
+        char *endpoint;    /* without trailing slash */
+        char *api_version; /* "1" */
+        AuthMode auth;
+        char *tenant_id;
+        char *client_id;
+        char *client_secret; /* the secret itself, loaded; NULL if none */
+        char *client_secret_origin;
+        char *refresh_token; /* initial refresh token, loaded; NULL if none */
+        char *refresh_token_origin;
+        char *token_file; /* auth = token-file: path, re-read by the auth module */
+        char *token_endpoint; /* {tenant-id} already replaced */
+        char *resource;
+        char *ca_file;
+        uint64_t timeout_usec;
+        char *locale;
+
+        /* [poll] */
+        uint64_t interval_usec;
+        uint64_t settled_interval_usec; /* 0 = stop polling settled orders */
+        char **terminal_statuses;       /* NULL-terminated, lowercased */
+        unsigned max_requests_per_minute; /* 0 = unlimited */
+        unsigned concurrency;
+        uint64_t not_found_grace_usec;
+        unsigned failure_threshold;
+
+        /* [orders] */
+        OrderRef *orders; /* from order= keys and orders-dir files, deduplicated, in file order */
+        size_t n_orders;
+        char *orders_dir; /* NULL when not set */
+
+        /* [state] */
+        char *state_directory; /* resolved: key, else $STATE_DIRECTORY (first entry), else /var/lib/provwatch */
+
+        /* [journal] */
+        JournalMode journal;
+
+        /* [webhook], [webhook NAME] */
+        WebhookConfig *webhooks;
+        size_t n_webhooks;
+
+        /* [metrics] */
+        char *metrics_textfile;
+
+        /* Warnings found while loading (world-readable secret files, …), to be logged by the caller.
+         * NULL-terminated. */
+        char **warnings;
+} Config;
+
+#define CONFIG_DEFAULT_PATH "/etc/provwatch/provwatch.conf"
+
+/* Parses and validates the file at path. On a configuration error returns -EINVAL (or -errno of
+ * a file that cannot be read) and writes one line per problem to err, each of the form
+ * "provwatch.conf:12: [poll] interval: \"5 parsecs\" is not a time span". Secrets are never
+ * printed. All problems found are reported, not just the first. */
+int config_load(const char *path, FILE *err, Config **ret);
+Config *config_free(Config *c);
+static inline void config_freep(Config **c) {
+        config_free(*c);
+}
+
+/* Reads every *.list file in dir (sorted by name) into orders. Used by config_load() and again
+ * by the daemon when the directory changes. Bad lines are reported on err as
+ * "dir/file.list:3: …" and make it return -EINVAL. */
+int config_read_orders_dir(const char *dir, FILE *err, OrderRef **orders, size_t *n_orders);
+void order_refs_free(OrderRef *orders, size_t n);
+
+/* Human summary for check-config, no secrets. */
+void config_print_summary(const Config *c, FILE *out);
+
+/* Value parsers (also used by tests and fuzzers). Return 0 or -EINVAL. */
+int parse_timespan(const char *s, uint64_t *ret_usec);  /* "90s", "5m", "1h30m", "250ms", "0"; bare number = seconds */
+int parse_boolean(const char *s);                       /* 1, 0, or -EINVAL */
+int parse_unsigned(const char *s, unsigned max, unsigned *ret);
+
+/* Standard Webhooks secret: "whsec_<base64>" decoded, else the raw bytes (trailing newline
+ * stripped). Returns -EINVAL for whsec_ with bad base64. */
+int webhook_secret_decode(const char *text, size_t size, char **ret, size_t *ret_size);
+
+/* glob match of an event type against a webhook's patterns (fnmatch). */
+bool webhook_wants_event(const WebhookConfig *w, const char *event_type);

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "snapshot.h"
+
+typedef enum EventType {
+        EVENT_LINEITEM_ADDED,
+        EVENT_LINEITEM_CHANGED,
+        EVENT_LINEITEM_REMOVED,
+        EVENT_ORDER_COMPLETED,
+        EVENT_ORDER_NOT_FOUND,
+        EVENT_ORDER_FETCH_FAILED,
+        EVENT_ORDER_RECOVERED,
+        _EVENT_TYPE_MAX,
+        _EVENT_TYPE_INVALID = -EINVAL,
+} EventType;
+
+/* "provwatch.lineitem.added", … */
+const char *event_type_to_string(EventType t);
+EventType event_type_from_string(const char *s);
+/* The MESSAGE_ID of SPEC §6 as 32 hex chars. */
+const char *event_type_message_id(EventType t);
+int event_type_priority(EventType t); /* syslog priority of SPEC §6 */
+
+typedef struct Event {
+        EventType type;
+        char id[37]; /* UUID, set by event_assign_id() */
+        char *customer_id;
+        char *order_id;
+        uint64_t time_usec;          /* realtime, when the poll completed */
+        uint64_t previous_poll_usec; /* realtime of the previous good poll, 0 = none (null) */
+
+        /* lineitem.*: the line item before and after (NULL for added's old, removed's new). */
+        LineItem *old;
+        LineItem *new;
+
+        /* order.completed: the complete snapshot */
+        Snapshot *line_items;
+
+        /* order.fetch_failed */
+        long http_status; /* 0 = no HTTP answer */
+        char *reason;
+
+        /* order.not_found */
+        char *code;
+        char *description;
+} Event;
+
+Event *event_new(EventType type, const char *customer_id, const char *order_id, uint64_t time_usec,
+                 uint64_t previous_poll_usec);
+Event *event_free(Event *e);
+static inline void event_freep(Event **e) {
+        event_free(*e);
+}
+void events_free(Event **events, size_t n);
+int event_assign_id(Event *e);
+
+/* The CloudEvent of SPEC §4 as compact JSON, keys in the order shown there. */
+char *event_to_json(const Event *e, const char *hostname);
+
+/* One-line MESSAGE, e.g. "Order O (customer C) line item 0: prefulfillmentpending → fulfilled
+ * (fulfilled 3, prefulfillmentpending 2)". */
+char *event_summary(const Event *e);
+
+/* "customers/C/orders/O" or ".../lineitems/N" */
+char *event_subject(const Event *e);

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snapshot.h"
+
+/* Partner Center wire formats: pure parsing of bodies, no I/O. */
+
+#define PC_MAX_BODY (8u * 1024u * 1024u)
+
+typedef struct PcPage {
+        /* Link to the next page, if any: the uri (to be appended to {endpoint}/v{api-version}) and
+         * its headers as "Key: value" lines, NULL-terminated. */
+        char *next_uri;
+        char **next_headers;
+} PcPage;
+
+void pc_page_done(PcPage *p);
+
+/* Parses one provisioningstatus page (a UTF-8 BOM is skipped) and adds its line items to snap
+ * (which may already hold earlier pages). On failure returns -EBADMSG (or -EEXIST for a line item
+ * number seen twice, -E2BIG over PC_MAX_BODY) and sets *reason to a static human reason such as
+ * "items[2].status is not a string". */
+int pc_parse_provisioning_page(const char *body, size_t size, Snapshot *snap, PcPage *page, const char **reason);
+
+/* Partner Center error body {"code": number|string, "description": "..."} or 429 body
+ * {"statusCode":429,"message":"..."}. Fields absent → NULL. Returns -EBADMSG if not such JSON. */
+int pc_parse_error(const char *body, size_t size, char **ret_code, char **ret_description);
+
+typedef struct TokenResponse {
+        char *access_token;
+        char *refresh_token; /* NULL when not rotated */
+        uint64_t expires_in_usec;
+        char *error;             /* OAuth "error" when the answer is an error */
+        char *error_description;
+} TokenResponse;
+
+void token_response_done(TokenResponse *t);
+
+/* Parses a token endpoint answer; expires_in may be a number or a numeric string. An OAuth error
+ * answer returns 0 with t->error set. Malformed → -EBADMSG with *reason. */
+int pc_parse_token_response(const char *body, size_t size, TokenResponse *t, const char **reason);
+
+/* application/x-www-form-urlencoded bodies for the token endpoint (values are escaped). */
+char *pc_token_request_body(const char *grant_type, const char *refresh_token, const char *client_id,
+                            const char *client_secret, const char *resource);
+
+/* {endpoint}/v{api}/customers/{c}/orders/{o}/provisioningstatus, ids URL-escaped. */
+char *pc_provisioning_url(const char *endpoint, const char *api_version, const char *customer_id,
+                          const char *order_id);

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+/* What one complete provisioningstatus answer says about an order. Pure data. */
+
+typedef struct Quantity {
+        char *status; /* lowercased */
+        int64_t quantity; /* > 0; sums per status */
+} Quantity;
+
+typedef struct LineItem {
+        int64_t number; /* lineItemNumber, the key */
+        bool has_order_line_item_id;
+        int64_t order_line_item_id;
+        char *status; /* lowercased */
+        Quantity *quantities; /* sorted by status (strcmp), no duplicates, no zero sums */
+        size_t n_quantities;
+} LineItem;
+
+typedef struct Snapshot {
+        LineItem *items; /* sorted by number, unique */
+        size_t n_items;
+} Snapshot;
+
+Snapshot *snapshot_new(void);
+Snapshot *snapshot_free(Snapshot *s);
+static inline void snapshot_freep(Snapshot **s) {
+        snapshot_free(*s);
+}
+void line_item_done(LineItem *li);
+int line_item_copy(const LineItem *src, LineItem *dst);
+bool line_item_equal(const LineItem *a, const LineItem *b); /* status and quantity map */
+
+/* Adds an item (status lowercased, quantities given raw: summed, zero sums dropped, sorted).
+ * -EEXIST for a duplicate number, -EINVAL for a negative quantity or bad status. */
+int snapshot_add_item(Snapshot *s, int64_t number, bool has_olid, int64_t olid, const char *status,
+                      const char *const *q_status, const int64_t *q_quantity, size_t n_q);
+/* Sorts items; call once after the last snapshot_add_item(). */
+void snapshot_finish(Snapshot *s);
+
+const LineItem *snapshot_find(const Snapshot *s, int64_t number);
+
+/* Every item's status is in terminal (NULL-terminated, lowercased), and there is at least one item. */
+bool snapshot_is_settled(const Snapshot *s, char *const *terminal);
+
+/* A status is acceptable when it is 1..64 bytes of printable ASCII without space or '='. */
+bool status_is_valid(const char *s);
+
+/* Compact JSON for the state store: {"items":[{"n":0,"olid":0,"status":"…","q":{"s":1}}]}.
+ * Round-trips exactly through snapshot_from_json(). */
+char *snapshot_to_json(const Snapshot *s);
+int snapshot_from_json(const char *json, Snapshot **ret);
+
+/* "fulfilled=3 prefulfillmentpending=2" (sorted by status), "" when empty. */
+char *quantities_format(const LineItem *li);

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static uint64_t timespec_usec(const struct timespec *ts) {
+        return (uint64_t) ts->tv_sec * USEC_PER_SEC + (uint64_t) ts->tv_nsec / 1000;
+}
+
+uint64_t now_monotonic_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return timespec_usec(&ts);
+}
+
+uint64_t now_realtime_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return timespec_usec(&ts);
+}
+
+char *format_rfc3339(char *buf, size_t size, uint64_t realtime_usec) {
+        time_t t = (time_t) (realtime_usec / USEC_PER_SEC);
+        struct tm tm;
+        if (!gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+                if (size > 0)
+                        buf[0] = 0;
+        }
+        return buf;
+}
+
+int uuid_random(char buf[static 37]) {
+        uint8_t b[16];
+        if (RAND_bytes(b, sizeof b) != 1)
+                return -EIO;
+        b[6] = (uint8_t) ((b[6] & 0x0f) | 0x40);
+        b[8] = (uint8_t) ((b[8] & 0x3f) | 0x80);
+        snprintf(buf, 37,
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+                 b[14], b[15]);
+        return 0;
+}
+
+char *ascii_strlower_dup(const char *s) {
+        char *r = strdup(s);
+        if (!r)
+                return NULL;
+        for (char *p = r; *p; p++)
+                *p = (char) tolower((unsigned char) *p);
+        return r;
+}
+
+char *strdup_printf(const char *fmt, ...) {
+        va_list ap;
+        char *r;
+        va_start(ap, fmt);
+        int n = vasprintf(&r, fmt, ap);
+        va_end(ap);
+        return n < 0 ? NULL : r;
+}
+
+int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        size_t size = 0, alloc = 0;
+        char *buf = NULL;
+        int r = 0;
+        for (;;) {
+                if (alloc - size < 4096) {
+                        alloc = alloc ? alloc * 2 : 4096;
+                        char *n = realloc(buf, alloc + 1);
+                        if (!n) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        buf = n;
+                }
+                ssize_t k = read(fd, buf + size, alloc - size);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                if (k == 0)
+                        break;
+                size += (size_t) k;
+                if (size > max) {
+                        r = -EFBIG;
+                        break;
+                }
+        }
+        close(fd);
+        if (r < 0) {
+                if (buf)
+                        explicit_bzero(buf, size);
+                free(buf);
+                return r;
+        }
+        if (!buf) {
+                buf = malloc(1);
+                if (!buf)
+                        return -ENOMEM;
+        }
+        buf[size] = 0;
+        *ret = buf;
+        if (ret_size)
+                *ret_size = size;
+        return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode) {
+        _cleanup_free_ char *tmp = strdup_printf("%s.XXXXXX", path);
+        if (!tmp)
+                return -ENOMEM;
+        int fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int r = 0;
+        const char *p = data;
+        size_t left = size;
+        while (left > 0) {
+                ssize_t k = write(fd, p, left);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                p += k;
+                left -= (size_t) k;
+        }
+        if (r == 0 && fchmod(fd, mode) < 0)
+                r = -errno;
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlink(tmp);
+        return r;
+}
+
+static uint64_t prng_state;
+
+double random_unit(void) {
+        if (prng_state == 0) {
+                if (RAND_bytes((unsigned char *) &prng_state, sizeof prng_state) != 1 || prng_state == 0)
+                        prng_state = now_monotonic_usec() | 1;
+        }
+        /* xorshift64*: jitter only, never secrets */
+        prng_state ^= prng_state >> 12;
+        prng_state ^= prng_state << 25;
+        prng_state ^= prng_state >> 27;
+        return (double) ((prng_state * 2685821657736338717ULL) >> 11) / (double) (1ULL << 53);
+}
