@@ -8,10 +8,18 @@
 
 /* The state store of SPEC §5: one SQLite database "provwatch.db" (WAL) in the state directory.
  * Everything is plain data in, plain data out; callers group writes in transactions with
- * store_begin()/store_commit() so that a snapshot and its events land together.
+ * store_begin()/store_commit() so that a snapshot and its events land together. A committed
+ * transaction survives the process being killed at any moment (kill -9); opening after a crash
+ * always works. One Store is used from one thread.
  *
- * Errors: -ENOSPC (disk full), -EROFS (read-only), -EBUSY, -EUCLEAN (corrupt), -ENOENT (no such
- * row), -EIO (other); store_error() then gives SQLite's message for logs. */
+ * Errors: -ENOSPC (disk full), -EROFS (read-only), -EBUSY (locked by another process beyond the
+ * 5 s busy timeout), -EUCLEAN (corrupt, not a database), -ENOENT (no such row / no database),
+ * -EEXIST (duplicate event id), -EPROTO (schema from a newer provwatch, not our database),
+ * -EALREADY (store_begin() inside a transaction), -ECANCELED (SQLite rolled back the open transaction
+ * after an earlier error, e.g. disk full: only store_rollback() is accepted until then), -ENOMEM,
+ * -EINVAL, -EIO (other); store_error()
+ * then gives the message of that failure (SQLite's, where SQLite failed) for logs. Nothing is
+ * logged above debug: callers decide what to say. */
 
 typedef struct Store Store;
 
@@ -52,43 +60,64 @@ typedef struct QueuedEvent {
 
 void queued_events_free(QueuedEvent *q, size_t n);
 
+/* -ENOENT in STORE_READ_ONLY mode when there is no (initialized) database; -EPROTO for an unknown
+ * schema version. store_error(NULL) gives the reason of the last failed store_open() in this thread. */
 int store_open(const char *directory, StoreMode mode, Store **ret);
 Store *store_free(Store *s);
 static inline void store_freep(Store **s) {
         store_free(*s);
 }
-const char *store_error(Store *s);
+const char *store_error(Store *s); /* message of the last failure; never NULL */
 const char *store_path(Store *s);
 
+/* BEGIN IMMEDIATE. Any error inside a transaction means: store_rollback(), nothing else (after disk
+ * full SQLite may have rolled back already; further calls then fail with -ECANCELED rather than
+ * commit piecemeal). A failing store_commit() rolls back before returning the error, so the store
+ * stays usable; store_rollback() never fails and is a no-op without an open transaction. */
 int store_begin(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);
 
 /* Insert or replace the row of (customer_id, order_id). */
 int store_put_order(Store *s, const OrderRow *row);
+/* -ENOENT when absent; release the result with order_row_done(). */
 int store_get_order(Store *s, const char *customer_id, const char *order_id, OrderRow *ret);
-/* Calls cb for every order row, in (customer_id, order_id) order; a negative return stops. */
+/* Calls cb for every order row, in (customer_id, order_id) order; a negative return stops and is
+ * returned. row is valid during the call only. cb may write to the store but must not call
+ * store_foreach_order() again (-EBUSY). */
 int store_foreach_order(Store *s, int (*cb)(const OrderRow *row, void *userdata), void *userdata);
 
-/* Adds an event and queues it for each named webhook (none: the event is not stored). */
+/* Adds an event and queues it for each named webhook (none: the event is not stored; a name given
+ * twice queues once). Atomic on its own; inside a transaction a failure (-EEXIST for a duplicate
+ * event id) undoes only this call, the transaction can still be committed or rolled back. */
 int store_add_event(Store *s, const char *event_id, const char *event_type, const char *customer_id,
                     const char *order_id, uint64_t created_usec, const char *body,
                     char *const *webhooks, size_t n_webhooks);
 
-/* Queue of one webhook in commit order (seq ascending), at most limit rows with seq > after_seq. */
+/* Queue of one webhook in commit order (seq ascending), at most limit rows (0 = no limit) with
+ * seq > after_seq. seq never decreases, also across restarts. *ret is NULL when empty; release with
+ * queued_events_free(). */
 int store_queue_list(Store *s, const char *webhook, int64_t after_seq, size_t limit, QueuedEvent **ret,
                      size_t *ret_n);
+/* Removes the entry (-ENOENT if there is none) and, when no other webhook's queue holds it, the event. */
 int store_queue_delivered(Store *s, const char *webhook, int64_t seq);
 int store_queue_reschedule(Store *s, const char *webhook, int64_t seq, unsigned attempts,
                            uint64_t next_attempt_usec, const char *last_error);
-/* Moves the queue entry to the dead letters (with the body and reason). */
+/* Moves the queue entry to the dead letters (with its own copy of the body, attempts, last error and
+ * reason); the event row goes as in store_queue_delivered(). -ENOENT if there is no such entry. */
 int store_queue_dead_letter(Store *s, const char *webhook, int64_t seq, const char *reason,
                             uint64_t now_usec);
+/* webhook NULL: summed over all webhooks. */
 int store_queue_depth(Store *s, const char *webhook, uint64_t *ret);
 int store_dead_letter_count(Store *s, const char *webhook, uint64_t *ret);
-/* Names of webhooks that have queue entries or dead letters, NULL-terminated, sorted. */
+/* Names of webhooks that have queue entries or dead letters, NULL-terminated (never NULL itself),
+ * sorted; release with store_webhook_names_free(). */
 int store_webhook_names(Store *s, char ***ret);
+char **store_webhook_names_free(char **names);
+static inline void store_webhook_names_freep(char ***names) {
+        store_webhook_names_free(*names);
+}
 
 /* Small key/value settings, e.g. "refresh-token" and "refresh-token-source". */
-int store_kv_get(Store *s, const char *key, char **ret); /* -ENOENT when absent */
+int store_kv_get(Store *s, const char *key, char **ret); /* -ENOENT when absent (*ret untouched) */
 int store_kv_set(Store *s, const char *key, const char *value);

@@ -1,0 +1,1118 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "store.h"
+
+#define STORE_FILE_NAME "provwatch.db"
+#define STORE_APPLICATION_ID 0x70727677 /* "prvw": tells our database from someone else's */
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+/* Schema upgrades: entry i takes the database from user_version i to i + 1, inside the one
+ * transaction that also sets the new user_version. Append, never edit a shipped entry.
+ *
+ * orders is a rowid table rather than WITHOUT ROWID: snapshots are often larger than 1/20 of a
+ * page, and WITHOUT ROWID keeps whole rows in the interior b-tree cells, which ruins fan-out.
+ * The primary key's automatic index keeps lookups and upserts O(log n).
+ * events uses AUTOINCREMENT so seq never goes backwards even after the table empties: webhook
+ * delivery pages with "seq > after_seq", and dead letters are keyed by (webhook, seq).
+ * queue_seq serves both the "is this event still queued anywhere" check and the foreign key. */
+static const char *const schema_upgrades[] = {
+        "CREATE TABLE orders ("
+        "        customer_id TEXT NOT NULL,"
+        "        order_id TEXT NOT NULL,"
+        "        snapshot TEXT,"
+        "        last_poll INTEGER NOT NULL DEFAULT 0,"
+        "        last_success INTEGER NOT NULL DEFAULT 0,"
+        "        next_poll INTEGER NOT NULL DEFAULT 0,"
+        "        not_found_since INTEGER NOT NULL DEFAULT 0,"
+        "        consecutive_failures INTEGER NOT NULL DEFAULT 0,"
+        "        fetch_failed INTEGER NOT NULL DEFAULT 0,"
+        "        not_found INTEGER NOT NULL DEFAULT 0,"
+        "        settled INTEGER NOT NULL DEFAULT 0,"
+        "        last_http_status INTEGER NOT NULL DEFAULT 0,"
+        "        last_error TEXT,"
+        "        PRIMARY KEY (customer_id, order_id));"
+        "CREATE TABLE events ("
+        "        seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "        event_id TEXT NOT NULL UNIQUE,"
+        "        event_type TEXT NOT NULL,"
+        "        customer_id TEXT NOT NULL,"
+        "        order_id TEXT NOT NULL,"
+        "        created INTEGER NOT NULL,"
+        "        body TEXT NOT NULL);"
+        "CREATE TABLE queue ("
+        "        webhook TEXT NOT NULL,"
+        "        seq INTEGER NOT NULL REFERENCES events (seq),"
+        "        attempts INTEGER NOT NULL DEFAULT 0,"
+        "        next_attempt INTEGER NOT NULL DEFAULT 0,"
+        "        last_error TEXT,"
+        "        PRIMARY KEY (webhook, seq)) WITHOUT ROWID;"
+        "CREATE INDEX queue_seq ON queue (seq);"
+        "CREATE TABLE dead_letters ("
+        "        webhook TEXT NOT NULL,"
+        "        seq INTEGER NOT NULL,"
+        "        event_id TEXT NOT NULL,"
+        "        event_type TEXT NOT NULL,"
+        "        customer_id TEXT NOT NULL,"
+        "        order_id TEXT NOT NULL,"
+        "        body TEXT NOT NULL,"
+        "        attempts INTEGER NOT NULL,"
+        "        last_error TEXT,"
+        "        reason TEXT,"
+        "        created INTEGER NOT NULL,"
+        "        dead_at INTEGER NOT NULL,"
+        "        PRIMARY KEY (webhook, seq));"
+        "CREATE TABLE kv ("
+        "        key TEXT PRIMARY KEY NOT NULL,"
+        "        value TEXT NOT NULL);",
+};
+
+#define STORE_SCHEMA_VERSION ((int64_t) ELEMENTSOF(schema_upgrades))
+
+typedef enum StoreStatement {
+        STMT_BEGIN,
+        STMT_COMMIT,
+        STMT_ROLLBACK,
+        STMT_SAVEPOINT,
+        STMT_RELEASE,
+        STMT_ROLLBACK_TO,
+        STMT_PUT_ORDER,
+        STMT_GET_ORDER,
+        STMT_LIST_ORDERS,
+        STMT_ADD_EVENT,
+        STMT_QUEUE_ADD,
+        STMT_QUEUE_LIST,
+        STMT_QUEUE_DELETE,
+        STMT_QUEUE_RESCHEDULE,
+        STMT_EVENT_DELETE_UNREFERENCED,
+        STMT_DEAD_LETTER_ADD,
+        STMT_QUEUE_DEPTH,
+        STMT_QUEUE_DEPTH_ALL,
+        STMT_DEAD_LETTER_COUNT,
+        STMT_DEAD_LETTER_COUNT_ALL,
+        STMT_WEBHOOK_NAMES,
+        STMT_KV_GET,
+        STMT_KV_SET,
+        _STMT_MAX,
+} StoreStatement;
+
+#define ORDER_COLUMNS                                                                                    \
+        "customer_id, order_id, snapshot, last_poll, last_success, next_poll, not_found_since, "         \
+        "consecutive_failures, fetch_failed, not_found, settled, last_http_status, last_error"
+
+static const char *const statement_sql[_STMT_MAX] = {
+        [STMT_BEGIN] = "BEGIN IMMEDIATE",
+        [STMT_COMMIT] = "COMMIT",
+        [STMT_ROLLBACK] = "ROLLBACK",
+        [STMT_SAVEPOINT] = "SAVEPOINT store_op",
+        [STMT_RELEASE] = "RELEASE store_op",
+        [STMT_ROLLBACK_TO] = "ROLLBACK TO store_op",
+        [STMT_PUT_ORDER] = "INSERT INTO orders (" ORDER_COLUMNS ") "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
+                           "ON CONFLICT (customer_id, order_id) DO UPDATE SET "
+                           "snapshot = excluded.snapshot, last_poll = excluded.last_poll, "
+                           "last_success = excluded.last_success, next_poll = excluded.next_poll, "
+                           "not_found_since = excluded.not_found_since, "
+                           "consecutive_failures = excluded.consecutive_failures, "
+                           "fetch_failed = excluded.fetch_failed, not_found = excluded.not_found, "
+                           "settled = excluded.settled, last_http_status = excluded.last_http_status, "
+                           "last_error = excluded.last_error",
+        [STMT_GET_ORDER] = "SELECT " ORDER_COLUMNS " FROM orders WHERE customer_id = ?1 AND order_id = ?2",
+        [STMT_LIST_ORDERS] = "SELECT " ORDER_COLUMNS " FROM orders ORDER BY customer_id, order_id",
+        [STMT_ADD_EVENT] = "INSERT INTO events (event_id, event_type, customer_id, order_id, created, body) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        /* OR IGNORE: a webhook named twice gets the event once */
+        [STMT_QUEUE_ADD] = "INSERT OR IGNORE INTO queue (webhook, seq) VALUES (?1, ?2)",
+        [STMT_QUEUE_LIST] = "SELECT q.seq, e.event_id, e.event_type, e.customer_id, e.order_id, e.body, "
+                            "q.attempts, e.created, q.next_attempt "
+                            "FROM queue AS q JOIN events AS e ON e.seq = q.seq "
+                            "WHERE q.webhook = ?1 AND q.seq > ?2 ORDER BY q.seq LIMIT ?3",
+        [STMT_QUEUE_DELETE] = "DELETE FROM queue WHERE webhook = ?1 AND seq = ?2",
+        [STMT_QUEUE_RESCHEDULE] = "UPDATE queue SET attempts = ?3, next_attempt = ?4, last_error = ?5 "
+                                  "WHERE webhook = ?1 AND seq = ?2",
+        [STMT_EVENT_DELETE_UNREFERENCED] = "DELETE FROM events WHERE seq = ?1 "
+                                           "AND NOT EXISTS (SELECT 1 FROM queue WHERE seq = ?1)",
+        [STMT_DEAD_LETTER_ADD] = "INSERT INTO dead_letters (webhook, seq, event_id, event_type, "
+                                 "customer_id, order_id, body, attempts, last_error, reason, created, "
+                                 "dead_at) "
+                                 "SELECT q.webhook, q.seq, e.event_id, e.event_type, e.customer_id, "
+                                 "e.order_id, e.body, q.attempts, q.last_error, ?3, e.created, ?4 "
+                                 "FROM queue AS q JOIN events AS e ON e.seq = q.seq "
+                                 "WHERE q.webhook = ?1 AND q.seq = ?2",
+        [STMT_QUEUE_DEPTH] = "SELECT count(*) FROM queue WHERE webhook = ?1",
+        [STMT_QUEUE_DEPTH_ALL] = "SELECT count(*) FROM queue",
+        [STMT_DEAD_LETTER_COUNT] = "SELECT count(*) FROM dead_letters WHERE webhook = ?1",
+        [STMT_DEAD_LETTER_COUNT_ALL] = "SELECT count(*) FROM dead_letters",
+        [STMT_WEBHOOK_NAMES] = "SELECT webhook FROM queue UNION SELECT webhook FROM dead_letters ORDER BY 1",
+        [STMT_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
+        [STMT_KV_SET] = "INSERT INTO kv (key, value) VALUES (?1, ?2) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+};
+
+struct Store {
+        sqlite3 *db;
+        char *path;
+        StoreMode mode;
+        bool transaction; /* between store_begin() and store_commit()/store_rollback() */
+        sqlite3_stmt *statements[_STMT_MAX];
+        char error[512];
+};
+
+/* store_open() has no Store to keep its message in when it fails. */
+static _Thread_local char open_error[768];
+
+void order_row_done(OrderRow *r) {
+        if (!r)
+                return;
+        free(r->customer_id);
+        free(r->order_id);
+        free(r->snapshot_json);
+        free(r->last_error);
+        *r = (OrderRow) {};
+}
+
+void queued_events_free(QueuedEvent *q, size_t n) {
+        if (!q)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                free(q[i].event_id);
+                free(q[i].event_type);
+                free(q[i].customer_id);
+                free(q[i].order_id);
+                free(q[i].body);
+        }
+        free(q);
+}
+
+char **store_webhook_names_free(char **names) {
+        if (!names)
+                return NULL;
+        for (char **n = names; *n; n++)
+                free(*n);
+        free(names);
+        return NULL;
+}
+
+static int errno_from_sqlite(sqlite3 *db, int rc) {
+        int e;
+
+        switch (rc & 0xff) {
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_READONLY:
+                return -EROFS;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                return -EUCLEAN;
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        case SQLITE_PERM:
+        case SQLITE_AUTH:
+                return -EACCES;
+        case SQLITE_CONSTRAINT:
+                if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+                        return -EEXIST;
+                return -EIO;
+        case SQLITE_CANTOPEN:
+                e = db ? sqlite3_system_errno(db) : 0;
+                if (e == ENOENT || e == ENOTDIR)
+                        return -ENOENT;
+                if (e == EMFILE || e == ENFILE || e == ENOMEM || e == EROFS)
+                        return -e;
+                return -EACCES;
+        case SQLITE_IOERR:
+                if (rc == SQLITE_IOERR_NOMEM)
+                        return -ENOMEM;
+                /* A file system remounted read-only or a quota shows up as a plain I/O error. */
+                e = db ? sqlite3_system_errno(db) : 0;
+                if (e == ENOSPC || e == EDQUOT)
+                        return -ENOSPC;
+                if (e == EROFS)
+                        return -EROFS;
+                return -EIO;
+        default:
+                return -EIO;
+        }
+}
+
+_printf_(3, 4) static int store_set_error(Store *s, int r, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        vsnprintf(s->error, sizeof s->error, format, ap);
+        va_end(ap);
+        log_debug("%s: %s", s->path, s->error);
+        return r;
+}
+
+/* Records SQLite's message for store_error() and maps the result code. */
+static int store_fail(Store *s, int rc) {
+        return store_set_error(s, errno_from_sqlite(s->db, rc), "%s", sqlite3_errmsg(s->db));
+}
+
+/* Also unbinds: parameters are bound SQLITE_STATIC and must not dangle between uses. */
+static void statement_resetp(sqlite3_stmt **st) {
+        if (*st) {
+                (void) sqlite3_reset(*st);
+                (void) sqlite3_clear_bindings(*st);
+        }
+}
+#define _cleanup_reset_ _cleanup_(statement_resetp)
+
+/* Statements are prepared on first use and kept for the life of the Store: `status` never
+ * prepares the write statements, the daemon prepares each one once. */
+static int store_statement(Store *s, StoreStatement id, sqlite3_stmt **ret) {
+        sqlite3_stmt *st = s->statements[id];
+
+        /* After SQLITE_FULL or an I/O error SQLite may roll back the caller's whole transaction.
+         * Whatever the caller does next would then be committed on its own, statement by statement:
+         * refuse until it rolls back. */
+        if (s->transaction && id != STMT_ROLLBACK && sqlite3_get_autocommit(s->db))
+                return store_set_error(s, -ECANCELED,
+                                       "The transaction was rolled back after an earlier error");
+
+        if (!st) {
+                int rc = sqlite3_prepare_v3(s->db, statement_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st,
+                                            NULL);
+                if (rc != SQLITE_OK)
+                        return store_fail(s, rc);
+                s->statements[id] = st;
+        } else if (sqlite3_stmt_busy(st))
+                /* e.g. a store_foreach_order() callback calling store_foreach_order() */
+                return store_set_error(s, -EBUSY, "Statement already in use by a caller up the stack");
+
+        *ret = st;
+        return 0;
+}
+
+/* Binds parameters 1, 2, … from a type string: 't' const char * (NULL binds NULL), 'i' int64_t
+ * (cast every integer argument: varargs do not convert). Text is bound SQLITE_STATIC, without a
+ * copy: the caller's strings outlive the step, and the reset clears the bindings. */
+static int store_bind(Store *s, sqlite3_stmt *st, const char *types, ...) {
+        va_list ap;
+        int rc = SQLITE_OK, i = 1;
+
+        va_start(ap, types);
+        for (const char *t = types; *t && rc == SQLITE_OK; t++, i++) {
+                if (*t == 't') {
+                        const char *v = va_arg(ap, const char *);
+                        rc = v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+                } else
+                        rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+        }
+        va_end(ap);
+
+        return rc == SQLITE_OK ? 0 : store_fail(s, rc);
+}
+
+static int store_step_done(Store *s, sqlite3_stmt *st) {
+        int rc = sqlite3_step(st);
+        return rc == SQLITE_DONE ? 0 : store_fail(s, rc);
+}
+
+static int store_exec(Store *s, StoreStatement id) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_statement(s, id, &st);
+        if (r < 0)
+                return r;
+        return store_step_done(s, st);
+}
+
+/* For clean-up paths: must not overwrite the message of the error being cleaned up after. */
+static void store_exec_quiet(Store *s, StoreStatement id) {
+        char saved[sizeof s->error];
+
+        memcpy(saved, s->error, sizeof saved);
+        (void) store_exec(s, id);
+        memcpy(s->error, saved, sizeof saved);
+}
+
+/* Multi-statement operations run in a savepoint: atomic on their own in autocommit mode, and
+ * inside a caller's transaction a failure (say a duplicate event id) undoes only the operation,
+ * so the caller may still commit or roll back as it likes. */
+static int store_savepoint(Store *s, bool *ret_outer) {
+        *ret_outer = sqlite3_get_autocommit(s->db);
+        return store_exec(s, STMT_SAVEPOINT);
+}
+
+static int store_savepoint_end(Store *s, bool outer, int r) {
+        if (r >= 0) {
+                r = store_exec(s, STMT_RELEASE);
+                if (r >= 0)
+                        return 0;
+        }
+
+        if (outer) {
+                /* The savepoint was the transaction; SQLite may already have rolled it back. */
+                if (!sqlite3_get_autocommit(s->db))
+                        store_exec_quiet(s, STMT_ROLLBACK);
+        } else {
+                store_exec_quiet(s, STMT_ROLLBACK_TO);
+                store_exec_quiet(s, STMT_RELEASE);
+        }
+        return r;
+}
+
+static int column_strdup(sqlite3_stmt *st, int i, char **ret) {
+        const unsigned char *t;
+
+        if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+                *ret = NULL;
+                return 0;
+        }
+        t = sqlite3_column_text(st, i);
+        if (!t)
+                return -ENOMEM;
+        *ret = strdup((const char *) t);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static uint64_t column_u64(sqlite3_stmt *st, int i) {
+        /* uint64_t travels as its int64_t bit pattern, so USEC_INFINITY survives a round trip. */
+        return (uint64_t) sqlite3_column_int64(st, i);
+}
+
+static int store_oom(Store *s) {
+        return store_set_error(s, -ENOMEM, "Out of memory");
+}
+
+static int order_row_from_statement(sqlite3_stmt *st, OrderRow *ret) {
+        OrderRow row = {
+                .last_poll_usec = column_u64(st, 3),
+                .last_success_usec = column_u64(st, 4),
+                .next_poll_usec = column_u64(st, 5),
+                .not_found_since_usec = column_u64(st, 6),
+                .consecutive_failures = (unsigned) sqlite3_column_int64(st, 7),
+                .fetch_failed = sqlite3_column_int(st, 8) != 0,
+                .not_found = sqlite3_column_int(st, 9) != 0,
+                .settled = sqlite3_column_int(st, 10) != 0,
+                .last_http_status = (long) sqlite3_column_int64(st, 11),
+        };
+
+        if (column_strdup(st, 0, &row.customer_id) < 0 || column_strdup(st, 1, &row.order_id) < 0 ||
+            column_strdup(st, 2, &row.snapshot_json) < 0 || column_strdup(st, 12, &row.last_error) < 0 ||
+            !row.customer_id || !row.order_id) {
+                order_row_done(&row);
+                return -ENOMEM;
+        }
+        *ret = row;
+        return 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = strdup(path);
+        struct stat st;
+
+        if (!p)
+                return -ENOMEM;
+        for (char *c = p + 1;; c++) {
+                if (*c != '/' && *c != 0)
+                        continue;
+                char saved = *c;
+                *c = 0;
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *c = saved;
+                if (!saved)
+                        break;
+        }
+        if (stat(path, &st) < 0)
+                return -errno;
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static int store_pragma_int(Store *s, const char *sql, int64_t *ret) {
+        sqlite3_stmt *st = NULL;
+        int rc;
+
+        rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                        *ret = sqlite3_column_int64(st, 0);
+                        rc = SQLITE_OK;
+                }
+        }
+        if (rc != SQLITE_OK) {
+                int r = store_fail(s, rc);
+                sqlite3_finalize(st);
+                return r;
+        }
+        sqlite3_finalize(st);
+        return 0;
+}
+
+static int store_enable_wal(Store *s) {
+        sqlite3_stmt *st = NULL;
+        bool wal = false;
+        int rc;
+
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                        const char *mode = (const char *) sqlite3_column_text(st, 0);
+                        wal = mode && strcasecmp(mode, "wal") == 0;
+                        rc = SQLITE_OK;
+                }
+        }
+        if (rc != SQLITE_OK) {
+                int r = store_fail(s, rc);
+                sqlite3_finalize(st);
+                return r;
+        }
+        sqlite3_finalize(st);
+        if (!wal)
+                return store_set_error(s, -EOPNOTSUPP, "The file system does not support WAL mode");
+        return 0;
+}
+
+static int store_check_identity(Store *s, int64_t *ret_version) {
+        int64_t application_id, version;
+        int r;
+
+        r = store_pragma_int(s, "PRAGMA application_id", &application_id);
+        if (r < 0)
+                return r;
+        r = store_pragma_int(s, "PRAGMA user_version", &version);
+        if (r < 0)
+                return r;
+
+        if (application_id != 0 && application_id != STORE_APPLICATION_ID)
+                return store_set_error(s, -EPROTO, "Not a provwatch database (application_id 0x%08llx)",
+                                       (unsigned long long) application_id);
+        if (version > STORE_SCHEMA_VERSION)
+                return store_set_error(s, -EPROTO,
+                                       "Database schema version %lld is newer than the supported "
+                                       "version %lld (written by a newer provwatch?)",
+                                       (long long) version, (long long) STORE_SCHEMA_VERSION);
+        *ret_version = version;
+        return 0;
+}
+
+/* Creates or upgrades the schema in one transaction; BEGIN IMMEDIATE makes a second process
+ * opening the same fresh database wait instead of racing us. */
+static int store_upgrade_schema(Store *s) {
+        int64_t version;
+        int rc, r;
+
+        rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                return store_fail(s, rc);
+
+        r = store_check_identity(s, &version);
+        for (int64_t v = version; r >= 0 && v < STORE_SCHEMA_VERSION; v++) {
+                rc = sqlite3_exec(s->db, schema_upgrades[v], NULL, NULL, NULL);
+                if (rc != SQLITE_OK)
+                        r = store_fail(s, rc);
+        }
+        if (r >= 0 && version < STORE_SCHEMA_VERSION) {
+                char sql[128];
+                snprintf(sql, sizeof sql, "PRAGMA user_version = %lld; PRAGMA application_id = %d",
+                         (long long) STORE_SCHEMA_VERSION, STORE_APPLICATION_ID);
+                rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+                if (rc != SQLITE_OK)
+                        r = store_fail(s, rc);
+        }
+        if (r >= 0) {
+                rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+                if (rc != SQLITE_OK)
+                        r = store_fail(s, rc);
+        }
+        if (r < 0 && !sqlite3_get_autocommit(s->db))
+                (void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return r;
+}
+
+static int store_setup_read_write(Store *s) {
+        int rc, r;
+
+        /* An existing file we may not write to would be opened read-only without a word. */
+        if (sqlite3_db_readonly(s->db, "main") == 1)
+                return store_set_error(s, -EROFS, "Database or its directory is not writable");
+
+        r = store_enable_wal(s);
+        if (r < 0)
+                return r;
+
+        /* synchronous=NORMAL in WAL mode: a commit is complete once its frames are written to the
+         * WAL file, i.e. in the kernel's page cache, without waiting for fsync. So a committed
+         * transaction survives the process dying at any moment (kill -9, abort, OOM kill) — the
+         * guarantee of SPEC §5 — and the database is never corrupted; only a power loss or kernel
+         * crash may lose the last few commits (atomically). FULL would fsync every poll.
+         * secure_delete=FAST zeroes deleted content (old refresh tokens) when that costs no I/O.
+         * journal_size_limit keeps one big transaction from leaving a huge WAL file behind. */
+        rc = sqlite3_exec(s->db,
+                          "PRAGMA synchronous = NORMAL;"
+                          "PRAGMA foreign_keys = ON;"
+                          "PRAGMA secure_delete = FAST;"
+                          "PRAGMA journal_size_limit = 67108864;",
+                          NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                return store_fail(s, rc);
+
+        return store_upgrade_schema(s);
+}
+
+static int store_setup_read_only(Store *s) {
+        int64_t version;
+        int r;
+
+        r = store_check_identity(s, &version);
+        if (r < 0)
+                return r;
+        if (version == 0)
+                return store_set_error(s, -ENOENT, "Database is not initialized yet");
+        if (version != STORE_SCHEMA_VERSION)
+                return store_set_error(s, -EPROTO,
+                                       "Database schema version %lld is older than %lld; "
+                                       "the daemon upgrades it",
+                                       (long long) version, (long long) STORE_SCHEMA_VERSION);
+        return 0;
+}
+
+static int store_open_internal(Store *s, const char *directory) {
+        int flags, rc, r;
+
+        if (s->mode == STORE_READ_WRITE) {
+                r = mkdir_p(directory, 0700);
+                if (r < 0)
+                        return store_set_error(s, r, "Failed to create directory '%s': %s", directory,
+                                               strerror(-r));
+                flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+        } else {
+                /* SQLite would say "unable to open database file" without a reason. */
+                if (access(s->path, F_OK) < 0)
+                        return store_set_error(s, -errno, "%s", strerror(errno));
+                flags = SQLITE_OPEN_READONLY;
+        }
+
+        /* One connection per Store, used from one thread (the event loop): no mutexes. */
+        rc = sqlite3_open_v2(s->path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+                if (!s->db)
+                        return store_set_error(s, -ENOMEM, "Out of memory");
+                r = store_fail(s, rc);
+                /* SQLite retries a failed create read-only and reports that attempt's ENOENT. */
+                if (s->mode == STORE_READ_WRITE && faccessat(AT_FDCWD, directory, W_OK, AT_EACCESS) < 0)
+                        return store_set_error(s, -errno, "Directory '%s' is not writable: %s", directory,
+                                               strerror(errno));
+                return r;
+        }
+        (void) sqlite3_extended_result_codes(s->db, 1);
+        (void) sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+
+        return s->mode == STORE_READ_WRITE ? store_setup_read_write(s) : store_setup_read_only(s);
+}
+
+int store_open(const char *directory, StoreMode mode, Store **ret) {
+        _cleanup_(store_freep) Store *s = NULL;
+        int r;
+
+        if (isempty(directory) || !ret || (mode != STORE_READ_WRITE && mode != STORE_READ_ONLY))
+                return -EINVAL;
+        open_error[0] = 0;
+
+        s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        s->mode = mode;
+        s->path = strdup_printf("%s/%s", directory, STORE_FILE_NAME);
+        if (!s->path)
+                return -ENOMEM;
+
+        r = store_open_internal(s, directory);
+        if (r < 0) {
+                snprintf(open_error, sizeof open_error, "%s: %s", s->path, s->error);
+                return r;
+        }
+
+        s->error[0] = 0;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+Store *store_free(Store *s) {
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < _STMT_MAX; i++)
+                sqlite3_finalize(s->statements[i]);
+        /* The last connection checkpoints the WAL and removes it. */
+        if (s->db)
+                (void) sqlite3_close_v2(s->db);
+        free(s->path);
+        free(s);
+        return NULL;
+}
+
+const char *store_error(Store *s) {
+        if (!s)
+                return open_error[0] ? open_error : "Success";
+        return s->error[0] ? s->error : "Success";
+}
+
+const char *store_path(Store *s) {
+        return s ? s->path : NULL;
+}
+
+int store_begin(Store *s) {
+        int r;
+
+        if (!s)
+                return -EINVAL;
+        if (s->transaction || !sqlite3_get_autocommit(s->db))
+                return store_set_error(s, -EALREADY, "A transaction is already open");
+        r = store_exec(s, STMT_BEGIN);
+        if (r < 0)
+                return r;
+        s->transaction = true;
+        return 0;
+}
+
+int store_commit(Store *s) {
+        int r;
+
+        if (!s)
+                return -EINVAL;
+        r = store_exec(s, STMT_COMMIT);
+        /* A failed COMMIT (disk full, busy) may leave the transaction open; nobody would ever close
+         * it, and every later write would be stuck behind it. */
+        if (r < 0 && !sqlite3_get_autocommit(s->db))
+                store_exec_quiet(s, STMT_ROLLBACK);
+        s->transaction = false;
+        return r;
+}
+
+void store_rollback(Store *s) {
+        if (!s)
+                return;
+        s->transaction = false;
+        /* After some errors (SQLITE_FULL, I/O errors) SQLite has rolled back already. */
+        if (!sqlite3_get_autocommit(s->db))
+                store_exec_quiet(s, STMT_ROLLBACK);
+}
+
+int store_put_order(Store *s, const OrderRow *row) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        if (!s || !row || !row->customer_id || !row->order_id)
+                return -EINVAL;
+
+        r = store_statement(s, STMT_PUT_ORDER, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "tttiiiiiiiiit", row->customer_id, row->order_id, row->snapshot_json,
+                       (int64_t) row->last_poll_usec, (int64_t) row->last_success_usec,
+                       (int64_t) row->next_poll_usec, (int64_t) row->not_found_since_usec,
+                       (int64_t) row->consecutive_failures, (int64_t) row->fetch_failed,
+                       (int64_t) row->not_found, (int64_t) row->settled, (int64_t) row->last_http_status,
+                       row->last_error);
+        if (r < 0)
+                return r;
+        return store_step_done(s, st);
+}
+
+int store_get_order(Store *s, const char *customer_id, const char *order_id, OrderRow *ret) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        if (!s || !customer_id || !order_id || !ret)
+                return -EINVAL;
+
+        r = store_statement(s, STMT_GET_ORDER, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "tt", customer_id, order_id);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return store_set_error(s, -ENOENT, "No such order");
+        if (rc != SQLITE_ROW)
+                return store_fail(s, rc);
+        if (order_row_from_statement(st, ret) < 0)
+                return store_oom(s);
+        return 0;
+}
+
+int store_foreach_order(Store *s, int (*cb)(const OrderRow *row, void *userdata), void *userdata) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        if (!s || !cb)
+                return -EINVAL;
+
+        r = store_statement(s, STMT_LIST_ORDERS, &st);
+        if (r < 0)
+                return r;
+        for (;;) {
+                OrderRow row;
+                int rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE)
+                        return 0;
+                if (rc != SQLITE_ROW)
+                        return store_fail(s, rc);
+                /* A copy, not pointers into SQLite's row: the callback may write to the store. */
+                if (order_row_from_statement(st, &row) < 0)
+                        return store_oom(s);
+                r = cb(&row, userdata);
+                order_row_done(&row);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static int store_add_event_internal(Store *s, const char *event_id, const char *event_type,
+                                    const char *customer_id, const char *order_id, uint64_t created_usec,
+                                    const char *body, char *const *webhooks, size_t n_webhooks) {
+        sqlite3_int64 seq;
+        int r;
+
+        {
+                _cleanup_reset_ sqlite3_stmt *st = NULL;
+                r = store_statement(s, STMT_ADD_EVENT, &st);
+                if (r < 0)
+                        return r;
+                r = store_bind(s, st, "ttttit", event_id, event_type, customer_id, order_id,
+                               (int64_t) created_usec, body);
+                if (r < 0)
+                        return r;
+                r = store_step_done(s, st);
+                if (r < 0)
+                        return r;
+                seq = sqlite3_last_insert_rowid(s->db);
+        }
+
+        for (size_t i = 0; i < n_webhooks; i++) {
+                _cleanup_reset_ sqlite3_stmt *st = NULL;
+                r = store_statement(s, STMT_QUEUE_ADD, &st);
+                if (r < 0)
+                        return r;
+                r = store_bind(s, st, "ti", webhooks[i], (int64_t) seq);
+                if (r < 0)
+                        return r;
+                r = store_step_done(s, st);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int store_add_event(Store *s, const char *event_id, const char *event_type, const char *customer_id,
+                    const char *order_id, uint64_t created_usec, const char *body, char *const *webhooks,
+                    size_t n_webhooks) {
+        bool outer;
+        int r;
+
+        if (!s || !event_id || !event_type || !customer_id || !order_id || !body ||
+            (n_webhooks > 0 && !webhooks))
+                return -EINVAL;
+        for (size_t i = 0; i < n_webhooks; i++)
+                if (!webhooks[i])
+                        return -EINVAL;
+        if (n_webhooks == 0)
+                return 0;
+
+        r = store_savepoint(s, &outer);
+        if (r < 0)
+                return r;
+        r = store_add_event_internal(s, event_id, event_type, customer_id, order_id, created_usec, body,
+                                     webhooks, n_webhooks);
+        if (r == -EEXIST)
+                store_set_error(s, r, "Event id '%s' exists already", event_id);
+        return store_savepoint_end(s, outer, r);
+}
+
+int store_queue_list(Store *s, const char *webhook, int64_t after_seq, size_t limit, QueuedEvent **ret,
+                     size_t *ret_n) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        QueuedEvent *list = NULL;
+        size_t n = 0, allocated = 0;
+        int r;
+
+        if (!s || !webhook || !ret || !ret_n)
+                return -EINVAL;
+
+        r = store_statement(s, STMT_QUEUE_LIST, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "tii", webhook, after_seq,
+                       limit == 0 || limit > INT64_MAX ? (int64_t) -1 : (int64_t) limit);
+        if (r < 0)
+                return r;
+
+        for (;;) {
+                int rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE)
+                        break;
+                if (rc != SQLITE_ROW) {
+                        r = store_fail(s, rc);
+                        goto fail;
+                }
+                if (n == allocated) {
+                        size_t k = allocated ? allocated * 2 : 16;
+                        QueuedEvent *m = reallocarray(list, k, sizeof *list);
+                        if (!m) {
+                                r = store_oom(s);
+                                goto fail;
+                        }
+                        list = m;
+                        allocated = k;
+                }
+                QueuedEvent *q = &list[n++];
+                *q = (QueuedEvent) {
+                        .seq = sqlite3_column_int64(st, 0),
+                        .attempts = (unsigned) sqlite3_column_int64(st, 6),
+                        .created_usec = column_u64(st, 7),
+                        .next_attempt_usec = column_u64(st, 8),
+                };
+                if (column_strdup(st, 1, &q->event_id) < 0 || column_strdup(st, 2, &q->event_type) < 0 ||
+                    column_strdup(st, 3, &q->customer_id) < 0 || column_strdup(st, 4, &q->order_id) < 0 ||
+                    column_strdup(st, 5, &q->body) < 0) {
+                        r = store_oom(s);
+                        goto fail;
+                }
+        }
+
+        *ret = list;
+        *ret_n = n;
+        return 0;
+
+fail:
+        queued_events_free(list, n);
+        return r;
+}
+
+/* Drops the event row once no webhook queue references it any more; dead letters have their own
+ * copy of the body. */
+static int store_delete_unreferenced_event(Store *s, int64_t seq) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_statement(s, STMT_EVENT_DELETE_UNREFERENCED, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "i", seq);
+        if (r < 0)
+                return r;
+        return store_step_done(s, st);
+}
+
+static int store_queue_delete(Store *s, const char *webhook, int64_t seq) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_statement(s, STMT_QUEUE_DELETE, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "ti", webhook, seq);
+        if (r < 0)
+                return r;
+        r = store_step_done(s, st);
+        if (r < 0)
+                return r;
+        if (sqlite3_changes(s->db) == 0)
+                return store_set_error(s, -ENOENT, "No queue entry %lld for webhook '%s'", (long long) seq,
+                                       webhook);
+        return store_delete_unreferenced_event(s, seq);
+}
+
+int store_queue_delivered(Store *s, const char *webhook, int64_t seq) {
+        bool outer;
+        int r;
+
+        if (!s || !webhook)
+                return -EINVAL;
+
+        r = store_savepoint(s, &outer);
+        if (r < 0)
+                return r;
+        return store_savepoint_end(s, outer, store_queue_delete(s, webhook, seq));
+}
+
+int store_queue_reschedule(Store *s, const char *webhook, int64_t seq, unsigned attempts,
+                           uint64_t next_attempt_usec, const char *last_error) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        if (!s || !webhook)
+                return -EINVAL;
+
+        r = store_statement(s, STMT_QUEUE_RESCHEDULE, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "tiiit", webhook, seq, (int64_t) attempts, (int64_t) next_attempt_usec,
+                       last_error);
+        if (r < 0)
+                return r;
+        r = store_step_done(s, st);
+        if (r < 0)
+                return r;
+        if (sqlite3_changes(s->db) == 0)
+                return store_set_error(s, -ENOENT, "No queue entry %lld for webhook '%s'", (long long) seq,
+                                       webhook);
+        return 0;
+}
+
+static int store_dead_letter_internal(Store *s, const char *webhook, int64_t seq, const char *reason,
+                                      uint64_t now_usec) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_statement(s, STMT_DEAD_LETTER_ADD, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "titi", webhook, seq, reason, (int64_t) now_usec);
+        if (r < 0)
+                return r;
+        r = store_step_done(s, st);
+        if (r < 0)
+                return r;
+        if (sqlite3_changes(s->db) == 0)
+                return store_set_error(s, -ENOENT, "No queue entry %lld for webhook '%s'", (long long) seq,
+                                       webhook);
+        return store_queue_delete(s, webhook, seq);
+}
+
+int store_queue_dead_letter(Store *s, const char *webhook, int64_t seq, const char *reason,
+                            uint64_t now_usec) {
+        bool outer;
+        int r;
+
+        if (!s || !webhook)
+                return -EINVAL;
+
+        r = store_savepoint(s, &outer);
+        if (r < 0)
+                return r;
+        return store_savepoint_end(s, outer, store_dead_letter_internal(s, webhook, seq, reason, now_usec));
+}
+
+static int store_count(Store *s, StoreStatement id, const char *webhook, uint64_t *ret) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = store_statement(s, id, &st);
+        if (r < 0)
+                return r;
+        if (webhook) {
+                r = store_bind(s, st, "t", webhook);
+                if (r < 0)
+                        return r;
+        }
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return store_fail(s, rc);
+        *ret = (uint64_t) sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+int store_queue_depth(Store *s, const char *webhook, uint64_t *ret) {
+        if (!s || !ret)
+                return -EINVAL;
+        return store_count(s, webhook ? STMT_QUEUE_DEPTH : STMT_QUEUE_DEPTH_ALL, webhook, ret);
+}
+
+int store_dead_letter_count(Store *s, const char *webhook, uint64_t *ret) {
+        if (!s || !ret)
+                return -EINVAL;
+        return store_count(s, webhook ? STMT_DEAD_LETTER_COUNT : STMT_DEAD_LETTER_COUNT_ALL, webhook, ret);
+}
+
+int store_webhook_names(Store *s, char ***ret) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        char **names = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!s || !ret)
+                return -EINVAL;
+
+        r = store_statement(s, STMT_WEBHOOK_NAMES, &st);
+        if (r < 0)
+                return r;
+        for (;;) {
+                int rc = sqlite3_step(st);
+                if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+                        r = store_fail(s, rc);
+                        goto fail;
+                }
+                /* Grows one by one: there are a handful of webhooks. */
+                char **m = reallocarray(names, n + 2, sizeof *names);
+                if (!m) {
+                        r = store_oom(s);
+                        goto fail;
+                }
+                names = m;
+                names[n] = NULL;
+                if (rc == SQLITE_DONE)
+                        break;
+                if (column_strdup(st, 0, &names[n]) < 0 || !names[n]) {
+                        r = store_oom(s);
+                        goto fail;
+                }
+                names[++n] = NULL;
+        }
+
+        *ret = names;
+        return 0;
+
+fail:
+        store_webhook_names_free(names);
+        return r;
+}
+
+int store_kv_get(Store *s, const char *key, char **ret) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        char *value;
+        int rc, r;
+
+        if (!s || !key || !ret)
+                return -EINVAL;
+
+        r = store_statement(s, STMT_KV_GET, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "t", key);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return store_set_error(s, -ENOENT, "No such key '%s'", key);
+        if (rc != SQLITE_ROW)
+                return store_fail(s, rc);
+        if (column_strdup(st, 0, &value) < 0 || !value)
+                return store_oom(s);
+        *ret = value;
+        return 0;
+}
+
+int store_kv_set(Store *s, const char *key, const char *value) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        if (!s || !key || !value)
+                return -EINVAL;
+
+        r = store_statement(s, STMT_KV_SET, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "tt", key, value);
+        if (r < 0)
+                return r;
+        return store_step_done(s, st);
+}
