@@ -71,3 +71,5 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
 
 /* Random double in [0,1) from a cheap PRNG seeded from OpenSSL; for jitter only. */
 double random_unit(void);
+
+#define container_of(ptr, type, member) ((type *) ((char *) (ptr) - offsetof(type, member)))

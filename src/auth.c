@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: MIT */
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "auth.h"
+#include "log.h"
+#include "metrics.h"
+#include "partner-center.h"
+
+#define KV_REFRESH_TOKEN "refresh-token"
+#define KV_REFRESH_TOKEN_SOURCE "refresh-token-source"
+#define RETRY_MIN_USEC (2 * USEC_PER_SEC)
+#define RETRY_MAX_USEC (300 * USEC_PER_SEC)
+
+struct Auth {
+        uv_loop_t *loop;
+        Http *http;
+        Store *store;
+        const Config *config;
+        AuthChangedFn changed;
+        void *userdata;
+
+        char *access_token;
+        uint64_t expires_usec; /* monotonic; USEC_INFINITY for token files */
+        char *refresh_token;   /* the one to redeem next */
+
+        HttpRequest *request; /* token request in flight */
+        uv_timer_t timer;     /* renewal ahead of expiry, or retry after a failure */
+        bool timer_armed;
+        uint64_t retry_usec;
+        char problem[256];
+
+        /* auth = token-file */
+        struct timespec token_file_mtime;
+        bool token_file_rejected;
+};
+
+static void auth_acquire(Auth *a);
+
+static void set_problem(Auth *a, const char *fmt, ...) _printf_(2, 3);
+static void set_problem(Auth *a, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(a->problem, sizeof a->problem, fmt, ap);
+        va_end(ap);
+}
+
+static void secret_free(char *s) {
+        if (s) {
+                explicit_bzero(s, strlen(s));
+                free(s);
+        }
+}
+
+static int source_digest(const char *configured, char hex[static 65]) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned len = 0;
+        if (EVP_Digest(configured, strlen(configured), md, &len, EVP_sha256(), NULL) != 1)
+                return -EIO;
+        for (unsigned i = 0; i < len && i < 32; i++)
+                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        return 0;
+}
+
+/* The newest (rotated) token wins over the configured one, until the configured one changes:
+ * the store remembers a digest of the configured token its rotation started from. */
+int auth_pick_refresh_token(Store *store, const char *configured, char **ret, bool *ret_from_store) {
+        char hex[65] = "";
+        _cleanup_free_ char *source = NULL;
+        char *stored = NULL;
+
+        if (configured && source_digest(configured, hex) < 0)
+                return -EIO;
+        if (store && store_kv_get(store, KV_REFRESH_TOKEN_SOURCE, &source) >= 0 &&
+            (!configured || streq(source, hex)) && store_kv_get(store, KV_REFRESH_TOKEN, &stored) >= 0) {
+                *ret = stored;
+                *ret_from_store = true;
+                return 0;
+        }
+        if (!configured)
+                return -ENOENT;
+        *ret = strdup(configured);
+        if (!*ret)
+                return -ENOMEM;
+        *ret_from_store = false;
+        return 0;
+}
+
+static int store_rotated_token(Auth *a, const char *token) {
+        char hex[65] = "";
+        if (a->config->refresh_token && source_digest(a->config->refresh_token, hex) < 0)
+                return -EIO;
+        int r = store_begin(a->store);
+        if (r < 0)
+                return r;
+        r = store_kv_set(a->store, KV_REFRESH_TOKEN, token);
+        if (r >= 0)
+                r = store_kv_set(a->store, KV_REFRESH_TOKEN_SOURCE, hex);
+        if (r >= 0)
+                r = store_commit(a->store);
+        if (r < 0)
+                store_rollback(a->store);
+        return r;
+}
+
+static void arm_timer(Auth *a, uint64_t delay_usec);
+
+static void on_timer(uv_timer_t *t) {
+        Auth *a = t->data;
+        a->timer_armed = false;
+        auth_acquire(a);
+}
+
+static void arm_timer(Auth *a, uint64_t delay_usec) {
+        uv_timer_start(&a->timer, on_timer, delay_usec / USEC_PER_MSEC, 0);
+        a->timer_armed = true;
+}
+
+static void fail_and_retry(Auth *a) {
+        metrics.token_refreshes_error++;
+        a->retry_usec = a->retry_usec ? a->retry_usec * 2 : RETRY_MIN_USEC;
+        if (a->retry_usec > RETRY_MAX_USEC)
+                a->retry_usec = RETRY_MAX_USEC;
+        uint64_t delay = (uint64_t) ((double) a->retry_usec * (0.8 + 0.4 * random_unit()));
+        log_debug("Retrying token acquisition in %llu ms.", (unsigned long long) (delay / USEC_PER_MSEC));
+        arm_timer(a, delay);
+        if (a->changed)
+                a->changed(a->userdata);
+}
+
+static void on_token_answer(const HttpResponse *resp, void *userdata) {
+        Auth *a = userdata;
+        TokenResponse t = {};
+        const char *reason = NULL;
+
+        a->request = NULL;
+        if (resp->result != CURLE_OK) {
+                set_problem(a, "token endpoint unreachable: %s", resp->error);
+                log_error("Cannot obtain an access token: token endpoint %s unreachable: %s",
+                          a->config->token_endpoint, resp->error);
+                fail_and_retry(a);
+                return;
+        }
+        int r = pc_parse_token_response(resp->body, resp->body_size, &t, &reason);
+        if (r < 0 || (resp->status / 100 != 2 && !t.error)) {
+                set_problem(a, "token endpoint answered HTTP %ld with an unexpected body", resp->status);
+                log_error("Cannot obtain an access token: token endpoint answered HTTP %ld: %s.", resp->status,
+                          r < 0 ? reason : "not a token answer");
+                token_response_done(&t);
+                fail_and_retry(a);
+                return;
+        }
+        if (t.error || resp->status / 100 != 2) {
+                set_problem(a, "token endpoint refused: %s", t.error ? t.error : "error");
+                if (t.error && streq(t.error, "invalid_grant"))
+                        log_error("The token endpoint rejected the refresh token (invalid_grant: %s). Obtain a "
+                                  "new one by consent and put it into the refresh-token credential or "
+                                  "refresh-token-file.",
+                                  t.error_description ? t.error_description : "no description");
+                else
+                        log_error("Cannot obtain an access token: HTTP %ld, %s: %s", resp->status,
+                                  t.error ? t.error : "error",
+                                  t.error_description ? t.error_description : "no description");
+                token_response_done(&t);
+                fail_and_retry(a);
+                return;
+        }
+
+        if (t.refresh_token && a->config->auth == AUTH_REFRESH_TOKEN) {
+                r = store_rotated_token(a, t.refresh_token);
+                if (r < 0) {
+                        /* The rotated token must be durable before anything relies on it. */
+                        set_problem(a, "cannot save the rotated refresh token");
+                        log_error_errno(r, "Cannot save the rotated refresh token in %s: %s; retrying.",
+                                        store_path(a->store), store_error(a->store));
+                        secret_free(a->refresh_token);
+                        a->refresh_token = TAKE_PTR(t.refresh_token);
+                        token_response_done(&t);
+                        fail_and_retry(a);
+                        return;
+                }
+                secret_free(a->refresh_token);
+                a->refresh_token = TAKE_PTR(t.refresh_token);
+        }
+
+        secret_free(a->access_token);
+        a->access_token = TAKE_PTR(t.access_token);
+        uint64_t now = now_monotonic_usec();
+        a->expires_usec = now + t.expires_in_usec;
+        a->retry_usec = 0;
+        a->problem[0] = 0;
+        metrics.token_refreshes_ok++;
+        token_response_done(&t);
+
+        /* Renew when a tenth of the lifetime is left (at least a minute, at most half of it). */
+        uint64_t margin = t.expires_in_usec / 10;
+        if (margin < 60 * USEC_PER_SEC)
+                margin = 60 * USEC_PER_SEC;
+        if (margin > t.expires_in_usec / 2)
+                margin = t.expires_in_usec / 2;
+        arm_timer(a, t.expires_in_usec - margin);
+        log_debug("Access token acquired, valid for %llu s.",
+                  (unsigned long long) (t.expires_in_usec / USEC_PER_SEC));
+        if (a->changed)
+                a->changed(a->userdata);
+}
+
+static void auth_acquire(Auth *a) {
+        const Config *c = a->config;
+        if (a->request || c->auth == AUTH_TOKEN_FILE)
+                return;
+        if (a->timer_armed) {
+                uv_timer_stop(&a->timer);
+                a->timer_armed = false;
+        }
+
+        _cleanup_free_ char *body = NULL;
+        if (c->auth == AUTH_REFRESH_TOKEN)
+                body = pc_token_request_body("refresh_token", a->refresh_token, c->client_id, c->client_secret,
+                                             c->resource);
+        else
+                body = pc_token_request_body("client_credentials", NULL, c->client_id, c->client_secret,
+                                             c->resource);
+        if (!body) {
+                log_oom();
+                fail_and_retry(a);
+                return;
+        }
+        static const char *const headers[] = {
+                "Content-Type: application/x-www-form-urlencoded",
+                "Accept: application/json",
+                "User-Agent: provwatch/" PROVWATCH_VERSION,
+                NULL,
+        };
+        HttpRequestSpec spec = {
+                .method = "POST",
+                .url = c->token_endpoint,
+                .headers = headers,
+                .body = body,
+                .body_size = strlen(body),
+                .timeout_usec = c->timeout_usec,
+                .ca_file = c->ca_file,
+                .max_body = 1024 * 1024,
+        };
+        int r = http_submit(a->http, &spec, on_token_answer, a, &a->request);
+        explicit_bzero(body, strlen(body));
+        if (r < 0) {
+                log_error_errno(r, "Cannot start a token request: %m");
+                fail_and_retry(a);
+        }
+}
+
+static const char *token_file_current(Auth *a) {
+        struct stat st;
+        if (stat(a->config->token_file, &st) < 0) {
+                set_problem(a, "token file unreadable");
+                return NULL;
+        }
+        bool changed = st.st_mtim.tv_sec != a->token_file_mtime.tv_sec ||
+                       st.st_mtim.tv_nsec != a->token_file_mtime.tv_nsec;
+        if (changed || !a->access_token) {
+                char *text = NULL;
+                int r = read_full_file(a->config->token_file, 64 * 1024, &text, NULL);
+                if (r < 0) {
+                        set_problem(a, "token file unreadable");
+                        log_error_errno(r, "Cannot read token-file '%s': %m", a->config->token_file);
+                        return NULL;
+                }
+                text[strcspn(text, "\r\n")] = 0;
+                secret_free(a->access_token);
+                a->access_token = text;
+                a->token_file_mtime = st.st_mtim;
+                a->token_file_rejected = false;
+                a->problem[0] = 0;
+        }
+        if (a->token_file_rejected || isempty(a->access_token)) {
+                set_problem(a, "token in token-file rejected; waiting for it to change");
+                return NULL;
+        }
+        return a->access_token;
+}
+
+const char *auth_token(Auth *a) {
+        if (a->config->auth == AUTH_TOKEN_FILE)
+                return token_file_current(a);
+        if (a->access_token && now_monotonic_usec() + 5 * USEC_PER_SEC < a->expires_usec)
+                return a->access_token;
+        if (!a->timer_armed || a->retry_usec == 0)
+                auth_acquire(a);
+        return NULL;
+}
+
+void auth_reject(Auth *a, const char *token) {
+        if (!a->access_token || !token || !streq(a->access_token, token))
+                return; /* already replaced */
+        if (a->config->auth == AUTH_TOKEN_FILE) {
+                a->token_file_rejected = true;
+                log_warning("Partner Center rejected the token in '%s' (HTTP 401); waiting for it to change.",
+                            a->config->token_file);
+                return;
+        }
+        secret_free(a->access_token);
+        a->access_token = NULL;
+        a->retry_usec = 0;
+        auth_acquire(a);
+}
+
+const char *auth_problem(Auth *a) {
+        return a->problem[0] ? a->problem : NULL;
+}
+
+static void timer_closed(uv_handle_t *h) {
+        free(h->data);
+}
+
+void auth_set_config(Auth *a, const Config *config) {
+        bool source_changed = !streq_ptr(a->config->refresh_token, config->refresh_token) ||
+                              !streq_ptr(a->config->client_id, config->client_id) ||
+                              !streq_ptr(a->config->token_endpoint, config->token_endpoint) ||
+                              a->config->auth != config->auth;
+        a->config = config;
+        if (!source_changed)
+                return;
+        if (config->auth == AUTH_REFRESH_TOKEN) {
+                char *t = NULL;
+                bool from_store;
+                if (auth_pick_refresh_token(a->store, config->refresh_token, &t, &from_store) >= 0) {
+                        secret_free(a->refresh_token);
+                        a->refresh_token = t;
+                }
+        }
+        if (a->request) {
+                http_cancel(a->http, a->request);
+                a->request = NULL;
+        }
+        secret_free(a->access_token);
+        a->access_token = NULL;
+        memset(&a->token_file_mtime, 0, sizeof a->token_file_mtime);
+        a->retry_usec = 0;
+}
+
+int auth_new(uv_loop_t *loop, Http *http, Store *store, const Config *config, AuthChangedFn changed,
+             void *userdata, Auth **ret) {
+        Auth *a = calloc(1, sizeof *a);
+        if (!a)
+                return -ENOMEM;
+        a->loop = loop;
+        a->http = http;
+        a->store = store;
+        a->config = config;
+        a->changed = changed;
+        a->userdata = userdata;
+        if (config->auth == AUTH_REFRESH_TOKEN) {
+                bool from_store = false;
+                int r = auth_pick_refresh_token(store, config->refresh_token, &a->refresh_token, &from_store);
+                if (r < 0) {
+                        free(a);
+                        return r;
+                }
+                log_debug("Using the %s refresh token.", from_store ? "stored (rotated)" : "configured");
+        }
+        uv_timer_init(loop, &a->timer);
+        a->timer.data = a;
+        *ret = a;
+        return 0;
+}
+
+Auth *auth_free(Auth *a) {
+        if (!a)
+                return NULL;
+        if (a->request)
+                http_cancel(a->http, a->request);
+        secret_free(a->access_token);
+        secret_free(a->refresh_token);
+        uv_timer_stop(&a->timer);
+        uv_close((uv_handle_t *) &a->timer, timer_closed);
+        return NULL;
+}

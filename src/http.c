@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: MIT */
+/* libcurl multi driven by libuv, after curl's docs/examples/multi-uv.c, plus: messages are drained
+ * after every action (timeouts included), poll errors reach curl as CURL_CSELECT_ERR, every setopt
+ * is checked, and handle memory is only freed in close callbacks. */
+#include <stdio.h>
+
+#include "http.h"
+#include "log.h"
+
+#define HTTP_DEFAULT_MAX_BODY (8u * 1024u * 1024u)
+
+struct HttpRequest {
+        Http *http;
+        CURL *easy;
+        struct curl_slist *headers;
+        char *post_body;
+        char *body;
+        size_t body_size, body_alloc, max_body;
+        bool too_large;
+        uint64_t start_usec;
+        HttpDoneFn done;
+        void *userdata;
+        char error[CURL_ERROR_SIZE];
+        HttpRequest *prev, *next;
+};
+
+typedef struct SocketContext {
+        uv_poll_t poll;
+        curl_socket_t fd;
+        Http *http;
+        struct SocketContext *prev, *next;
+} SocketContext;
+
+struct Http {
+        uv_loop_t *loop;
+        CURLM *multi;
+        uv_timer_t timer;
+        HttpRequest *requests; /* in flight */
+        size_t n_requests;
+        SocketContext *sockets; /* with an open uv_poll */
+        unsigned open_handles; /* uv handles not yet closed, incl. the timer */
+        bool freeing;
+};
+
+static void http_maybe_release(Http *h) {
+        if (h->freeing && h->open_handles == 0)
+                free(h);
+}
+
+static void handle_closed(uv_handle_t *handle) {
+        Http *h = handle->data;
+        h->open_handles--;
+        http_maybe_release(h);
+}
+
+static void socket_context_closed(uv_handle_t *handle) {
+        SocketContext *c = handle->data;
+        Http *h = c->http;
+        free(c);
+        h->open_handles--;
+        http_maybe_release(h);
+}
+
+static void socket_context_close(Http *h, SocketContext *c) {
+        uv_poll_stop(&c->poll);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                h->sockets = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        uv_close((uv_handle_t *) &c->poll, socket_context_closed);
+}
+
+static void request_free(HttpRequest *r) {
+        if (!r)
+                return;
+        if (r->easy)
+                curl_easy_cleanup(r->easy);
+        curl_slist_free_all(r->headers);
+        free(r->post_body);
+        free(r->body);
+        free(r);
+}
+
+static void request_unlink(Http *h, HttpRequest *r) {
+        if (r->prev)
+                r->prev->next = r->next;
+        else
+                h->requests = r->next;
+        if (r->next)
+                r->next->prev = r->prev;
+        r->prev = r->next = NULL;
+        h->n_requests--;
+}
+
+static void check_multi_info(Http *h) {
+        CURLMsg *msg;
+        int pending;
+
+        while ((msg = curl_multi_info_read(h->multi, &pending))) {
+                if (msg->msg != CURLMSG_DONE)
+                        continue;
+                CURL *easy = msg->easy_handle;
+                CURLcode result = msg->data.result;
+                HttpRequest *r = NULL;
+                (void) curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &r);
+                curl_multi_remove_handle(h->multi, easy);
+                if (!r)
+                        continue;
+                request_unlink(h, r);
+
+                HttpResponse resp = {
+                        .result = result,
+                        .retry_after_sec = -1,
+                        .duration_usec = now_monotonic_usec() - r->start_usec,
+                        .too_large = r->too_large,
+                };
+                (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp.status);
+                curl_off_t ra = -1;
+                if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra >= 0 &&
+                    resp.status != 0) {
+                        /* curl reports 0 both for "Retry-After: 0" and for no header; a 0 means
+                         * "now" either way, so only a positive value is kept. */
+                        resp.retry_after_sec = ra > 0 ? (int64_t) ra : -1;
+                }
+                if (result != CURLE_OK) {
+                        if (r->too_large)
+                                resp.error = "answer larger than the limit";
+                        else
+                                resp.error = r->error[0] ? r->error : curl_easy_strerror(result);
+                }
+                resp.body = r->body ? r->body : "";
+                resp.body_size = r->body_size;
+                r->done(&resp, r->userdata);
+                request_free(r);
+        }
+}
+
+static void socket_action(Http *h, curl_socket_t fd, int flags) {
+        int running;
+        CURLMcode mc = curl_multi_socket_action(h->multi, fd, flags, &running);
+        if (mc != CURLM_OK)
+                log_debug("curl_multi_socket_action: %s", curl_multi_strerror(mc));
+        check_multi_info(h);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+        SocketContext *c = p->data;
+        int flags = 0;
+        if (status < 0)
+                flags = CURL_CSELECT_ERR;
+        else {
+                if (events & UV_READABLE)
+                        flags |= CURL_CSELECT_IN;
+                if (events & UV_WRITABLE)
+                        flags |= CURL_CSELECT_OUT;
+        }
+        socket_action(c->http, c->fd, flags);
+}
+
+static void on_timeout(uv_timer_t *t) {
+        Http *h = t->data;
+        socket_action(h, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp) {
+        Http *h = userp;
+        if (timeout_ms < 0)
+                uv_timer_stop(&h->timer);
+        else
+                /* 0 still goes through the loop: curl must not be re-entered from its callback */
+                uv_timer_start(&h->timer, on_timeout, (uint64_t) timeout_ms, 0);
+        return 0;
+}
+
+static int curl_socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp) {
+        Http *h = userp;
+        SocketContext *c = socketp;
+
+        if (action == CURL_POLL_REMOVE) {
+                if (c) {
+                        curl_multi_assign(h->multi, fd, NULL);
+                        socket_context_close(h, c);
+                }
+                return 0;
+        }
+
+        if (!c) {
+                c = calloc(1, sizeof *c);
+                if (!c)
+                        return -1;
+                c->fd = fd;
+                c->http = h;
+                if (uv_poll_init_socket(h->loop, &c->poll, fd) < 0) {
+                        free(c);
+                        return -1;
+                }
+                c->poll.data = c;
+                c->next = h->sockets;
+                if (h->sockets)
+                        h->sockets->prev = c;
+                h->sockets = c;
+                h->open_handles++;
+                curl_multi_assign(h->multi, fd, c);
+        }
+
+        int events = 0;
+        if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
+                events |= UV_READABLE;
+        if (action == CURL_POLL_OUT || action == CURL_POLL_INOUT)
+                events |= UV_WRITABLE;
+        uv_poll_start(&c->poll, events, on_poll);
+        return 0;
+}
+
+int http_global_init(void) {
+        return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void http_global_cleanup(void) {
+        curl_global_cleanup();
+}
+
+int http_new(uv_loop_t *loop, Http **ret) {
+        Http *h = calloc(1, sizeof *h);
+        if (!h)
+                return -ENOMEM;
+        h->loop = loop;
+        h->multi = curl_multi_init();
+        if (!h->multi) {
+                free(h);
+                return -ENOMEM;
+        }
+        if (curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb) != CURLM_OK ||
+            curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h) != CURLM_OK ||
+            curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb) != CURLM_OK ||
+            curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h) != CURLM_OK ||
+            curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX) != CURLM_OK) {
+                curl_multi_cleanup(h->multi);
+                free(h);
+                return -EIO;
+        }
+        uv_timer_init(loop, &h->timer);
+        h->timer.data = h;
+        h->open_handles = 1;
+        *ret = h;
+        return 0;
+}
+
+void http_free(Http *h) {
+        if (!h)
+                return;
+        while (h->requests) {
+                HttpRequest *r = h->requests;
+                curl_multi_remove_handle(h->multi, r->easy);
+                request_unlink(h, r);
+                request_free(r);
+        }
+        /* Cleaning up the multi handle may report sockets as removed (closing their polls); any
+         * left are closed below. */
+        curl_multi_cleanup(h->multi);
+        h->multi = NULL;
+        while (h->sockets)
+                socket_context_close(h, h->sockets);
+        h->freeing = true;
+        uv_timer_stop(&h->timer);
+        uv_close((uv_handle_t *) &h->timer, handle_closed);
+}
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        HttpRequest *r = userdata;
+        size_t n = size * nmemb;
+        if (r->body_size + n > r->max_body) {
+                r->too_large = true;
+                return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+        }
+        if (r->body_size + n + 1 > r->body_alloc) {
+                size_t a = r->body_alloc ? r->body_alloc : 4096;
+                while (a < r->body_size + n + 1)
+                        a *= 2;
+                char *b = realloc(r->body, a);
+                if (!b)
+                        return 0;
+                r->body = b;
+                r->body_alloc = a;
+        }
+        memcpy(r->body + r->body_size, ptr, n);
+        r->body_size += n;
+        r->body[r->body_size] = 0;
+        return n;
+}
+
+#define SETOPT(easy, opt, val)                                        \
+        do {                                                          \
+                if (curl_easy_setopt(easy, opt, val) != CURLE_OK)     \
+                        goto fail;                                    \
+        } while (0)
+
+int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFn done, void *userdata, HttpRequest **ret) {
+        HttpRequest *r = calloc(1, sizeof *r);
+        if (!r)
+                return -ENOMEM;
+        r->http = h;
+        r->done = done;
+        r->userdata = userdata;
+        r->max_body = spec->max_body ? spec->max_body : HTTP_DEFAULT_MAX_BODY;
+        r->easy = curl_easy_init();
+        if (!r->easy)
+                goto fail;
+
+        for (const char *const *hd = spec->headers; hd && *hd; hd++) {
+                struct curl_slist *l = curl_slist_append(r->headers, *hd);
+                if (!l)
+                        goto fail;
+                r->headers = l;
+        }
+
+        CURL *e = r->easy;
+        SETOPT(e, CURLOPT_URL, spec->url);
+        SETOPT(e, CURLOPT_PRIVATE, r);
+        SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+        SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L);
+        SETOPT(e, CURLOPT_SSL_VERIFYPEER, 1L);
+        SETOPT(e, CURLOPT_SSL_VERIFYHOST, 2L);
+        SETOPT(e, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+        SETOPT(e, CURLOPT_PIPEWAIT, 1L);
+        SETOPT(e, CURLOPT_ERRORBUFFER, r->error);
+        SETOPT(e, CURLOPT_WRITEFUNCTION, write_cb);
+        SETOPT(e, CURLOPT_WRITEDATA, r);
+        SETOPT(e, CURLOPT_ACCEPT_ENCODING, "");
+        SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
+        if (r->headers)
+                SETOPT(e, CURLOPT_HTTPHEADER, r->headers);
+        if (spec->timeout_usec > 0)
+                SETOPT(e, CURLOPT_TIMEOUT_MS, (long) ((spec->timeout_usec + 999) / 1000));
+        if (spec->ca_file)
+                /* OpenSSL keeps using the system CA directory next to this file, so the bundle
+                 * adds trust rather than replacing it. */
+                SETOPT(e, CURLOPT_CAINFO, spec->ca_file);
+        if (spec->method && streq(spec->method, "POST")) {
+                r->post_body = malloc(spec->body_size + 1);
+                if (!r->post_body)
+                        goto fail;
+                memcpy(r->post_body, spec->body ? spec->body : "", spec->body_size);
+                r->post_body[spec->body_size] = 0;
+                SETOPT(e, CURLOPT_POST, 1L);
+                SETOPT(e, CURLOPT_POSTFIELDS, r->post_body);
+                SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) spec->body_size);
+        } else if (spec->method && !streq(spec->method, "GET"))
+                SETOPT(e, CURLOPT_CUSTOMREQUEST, spec->method);
+
+        r->start_usec = now_monotonic_usec();
+        if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
+                goto fail;
+
+        r->next = h->requests;
+        if (h->requests)
+                h->requests->prev = r;
+        h->requests = r;
+        h->n_requests++;
+        if (ret)
+                *ret = r;
+        return 0;
+
+fail:
+        request_free(r);
+        return -EIO;
+}
+
+void http_cancel(Http *h, HttpRequest *r) {
+        if (!r)
+                return;
+        curl_multi_remove_handle(h->multi, r->easy);
+        request_unlink(h, r);
+        request_free(r);
+}
+
+size_t http_in_flight(Http *h) {
+        return h->n_requests;
+}

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "metrics.h"
+
+Metrics metrics;
+
+static const double duration_bounds[METRICS_DURATION_BUCKETS] = {
+        0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+};
+
+static const char *const poll_result_table[_POLL_RESULT_MAX] = {
+        [POLL_RESULT_OK] = "ok",
+        [POLL_RESULT_FAILED] = "failed",
+        [POLL_RESULT_NOT_FOUND] = "not_found",
+        [POLL_RESULT_RATE_LIMITED] = "rate_limited",
+};
+
+const char *poll_result_to_string(PollResult r) {
+        return r >= 0 && r < _POLL_RESULT_MAX ? poll_result_table[r] : NULL;
+}
+
+void metrics_observe_poll(PollResult result, long http_status, uint64_t duration_usec) {
+        metrics.polls_total[result]++;
+        if (http_status >= 0 && http_status < 600)
+                metrics.http_requests_total[http_status]++;
+        double s = (double) duration_usec / 1e6;
+        for (size_t i = 0; i < METRICS_DURATION_BUCKETS; i++)
+                if (s <= duration_bounds[i]) {
+                        metrics.duration_buckets[i]++;
+                        break;
+                }
+        metrics.duration_count++;
+        metrics.duration_sum += s;
+}
+
+WebhookMetrics *metrics_webhook(const char *name) {
+        for (size_t i = 0; i < metrics.n_webhooks; i++)
+                if (streq(metrics.webhooks[i].name, name))
+                        return &metrics.webhooks[i];
+        if (metrics.n_webhooks >= METRICS_MAX_WEBHOOKS)
+                return NULL;
+        WebhookMetrics *w = &metrics.webhooks[metrics.n_webhooks++];
+        memset(w, 0, sizeof *w);
+        snprintf(w->name, sizeof w->name, "%s", name);
+        return w;
+}
+
+int metrics_format(const Metrics *m, FILE *f) {
+        fputs("# HELP provwatch_orders Watched orders by state.\n# TYPE provwatch_orders gauge\n", f);
+        fprintf(f, "provwatch_orders{state=\"pending\"} %llu\n", (unsigned long long) m->orders_pending);
+        fprintf(f, "provwatch_orders{state=\"settled\"} %llu\n", (unsigned long long) m->orders_settled);
+        fprintf(f, "provwatch_orders{state=\"failing\"} %llu\n", (unsigned long long) m->orders_failing);
+        fprintf(f, "provwatch_orders{state=\"not_found\"} %llu\n", (unsigned long long) m->orders_not_found);
+
+        fputs("# HELP provwatch_polls_total Completed polls by result.\n# TYPE provwatch_polls_total counter\n", f);
+        for (int r = 0; r < _POLL_RESULT_MAX; r++)
+                fprintf(f, "provwatch_polls_total{result=\"%s\"} %llu\n", poll_result_table[r],
+                        (unsigned long long) m->polls_total[r]);
+
+        fputs("# HELP provwatch_http_requests_total Partner Center answers by HTTP status (0: none).\n"
+              "# TYPE provwatch_http_requests_total counter\n",
+              f);
+        for (int c = 0; c < 600; c++)
+                if (m->http_requests_total[c])
+                        fprintf(f, "provwatch_http_requests_total{code=\"%d\"} %llu\n", c,
+                                (unsigned long long) m->http_requests_total[c]);
+
+        fputs("# HELP provwatch_poll_duration_seconds Duration of provisioningstatus polls.\n"
+              "# TYPE provwatch_poll_duration_seconds histogram\n",
+              f);
+        uint64_t cum = 0;
+        for (size_t i = 0; i < METRICS_DURATION_BUCKETS; i++) {
+                cum += m->duration_buckets[i];
+                fprintf(f, "provwatch_poll_duration_seconds_bucket{le=\"%g\"} %llu\n", duration_bounds[i],
+                        (unsigned long long) cum);
+        }
+        fprintf(f, "provwatch_poll_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long) m->duration_count);
+        fprintf(f, "provwatch_poll_duration_seconds_sum %.6f\n", m->duration_sum);
+        fprintf(f, "provwatch_poll_duration_seconds_count %llu\n", (unsigned long long) m->duration_count);
+
+        fputs("# HELP provwatch_events_total Events emitted by type.\n# TYPE provwatch_events_total counter\n", f);
+        for (int t = 0; t < _EVENT_TYPE_MAX; t++)
+                fprintf(f, "provwatch_events_total{type=\"%s\"} %llu\n", event_type_to_string(t),
+                        (unsigned long long) m->events_total[t]);
+
+        fputs("# HELP provwatch_webhook_queue_depth Events waiting for delivery.\n"
+              "# TYPE provwatch_webhook_queue_depth gauge\n",
+              f);
+        for (size_t i = 0; i < m->n_webhooks; i++)
+                fprintf(f, "provwatch_webhook_queue_depth{webhook=\"%s\"} %llu\n", m->webhooks[i].name,
+                        (unsigned long long) m->webhooks[i].queue_depth);
+        fputs("# HELP provwatch_webhook_deliveries_total Delivery attempts by result.\n"
+              "# TYPE provwatch_webhook_deliveries_total counter\n",
+              f);
+        for (size_t i = 0; i < m->n_webhooks; i++) {
+                const WebhookMetrics *w = &m->webhooks[i];
+                fprintf(f, "provwatch_webhook_deliveries_total{webhook=\"%s\",result=\"delivered\"} %llu\n",
+                        w->name, (unsigned long long) w->delivered);
+                fprintf(f, "provwatch_webhook_deliveries_total{webhook=\"%s\",result=\"failed\"} %llu\n",
+                        w->name, (unsigned long long) w->failed);
+                fprintf(f, "provwatch_webhook_deliveries_total{webhook=\"%s\",result=\"dead_lettered\"} %llu\n",
+                        w->name, (unsigned long long) w->dead_lettered);
+        }
+
+        fputs("# HELP provwatch_rate_limited_total 429 answers from Partner Center.\n"
+              "# TYPE provwatch_rate_limited_total counter\n",
+              f);
+        fprintf(f, "provwatch_rate_limited_total %llu\n", (unsigned long long) m->rate_limited_total);
+        fputs("# HELP provwatch_token_refreshes_total Access token acquisitions by result.\n"
+              "# TYPE provwatch_token_refreshes_total counter\n",
+              f);
+        fprintf(f, "provwatch_token_refreshes_total{result=\"ok\"} %llu\n",
+                (unsigned long long) m->token_refreshes_ok);
+        fprintf(f, "provwatch_token_refreshes_total{result=\"error\"} %llu\n",
+                (unsigned long long) m->token_refreshes_error);
+        return ferror(f) ? -EIO : 0;
+}
+
+int metrics_write_textfile(const Metrics *m, const char *path) {
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+        int r = metrics_format(m, f);
+        if (fclose(f) != 0 && r == 0)
+                r = -ENOMEM;
+        if (r == 0)
+                r = write_file_atomic(path, buf, size, 0644);
+        free(buf);
+        return r;
+}
