@@ -33,6 +33,8 @@ typedef struct Event {
         uint64_t time_usec;          /* realtime, when the poll completed */
         uint64_t previous_poll_usec; /* realtime of the previous good poll, 0 = none (null) */
 
+        /* Everything below is owned by the event and freed by event_free(). */
+
         /* lineitem.*: the line item before and after (NULL for added's old, removed's new). */
         LineItem *old;
         LineItem *new;
@@ -58,11 +60,13 @@ static inline void event_freep(Event **e) {
 void events_free(Event **events, size_t n);
 int event_assign_id(Event *e);
 
-/* The CloudEvent of SPEC §4 as compact JSON, keys in the order shown there. */
+/* The CloudEvent of SPEC §4 as compact JSON, keys in the order shown there. NULL with errno
+ * EINVAL when the event has no id yet (event_assign_id()) or lacks its line item, else ENOMEM. */
 char *event_to_json(const Event *e, const char *hostname);
 
 /* One-line MESSAGE, e.g. "Order O (customer C) line item 0: prefulfillmentpending → fulfilled
- * (fulfilled 3, prefulfillmentpending 2)". */
+ * (fulfilled 3, prefulfillmentpending 2)". Control characters (from server-provided text) become
+ * spaces. NULL with errno EINVAL when a lineitem.* event lacks its old/new line item. */
 char *event_summary(const Event *e);
 
 /* "customers/C/orders/O" or ".../lineitems/N" */

@@ -36,12 +36,28 @@ void line_item_done(LineItem *li);
 int line_item_copy(const LineItem *src, LineItem *dst);
 bool line_item_equal(const LineItem *a, const LineItem *b); /* status and quantity map */
 
-/* Adds an item (status lowercased, quantities given raw: summed, zero sums dropped, sorted).
- * -EEXIST for a duplicate number, -EINVAL for a negative quantity or bad status. */
+/* Builds one line item (status lowercased, quantities given raw: lowercased, summed per status,
+ * zero sums dropped, sorted). -EINVAL for a negative quantity or a bad status, -EOVERFLOW when a
+ * sum overflows; *li is written only on success. */
+int line_item_init(LineItem *li, int64_t number, bool has_olid, int64_t olid, const char *status,
+                   const char *const *q_status, const int64_t *q_quantity, size_t n_q);
+
+/* Adds an item as line_item_init() builds it, keeping items sorted (appending in ascending order
+ * is O(1)). -EEXIST for a duplicate number, -EINVAL for a negative quantity or bad status,
+ * -EOVERFLOW when a quantity sum overflows. */
 int snapshot_add_item(Snapshot *s, int64_t number, bool has_olid, int64_t olid, const char *status,
                       const char *const *q_status, const int64_t *q_quantity, size_t n_q);
-/* Sorts items; call once after the last snapshot_add_item(). */
+/* Moves n items (from line_item_init()) into s in O(n log n + s->n_items); items is sorted in
+ * place. All or nothing: on -EEXIST (a number twice in items or already in s; it is stored in
+ * *ret_duplicate when non-NULL) or -ENOMEM nothing is moved. Moved entries of items are zeroed,
+ * so calling line_item_done() on every entry afterwards is always right. */
+int snapshot_merge_items(Snapshot *s, LineItem *items, size_t n, int64_t *ret_duplicate);
+/* Sorts items by number. Items are kept sorted by the functions above, so this only matters for
+ * callers that fill items by hand; harmless to call more than once. */
 void snapshot_finish(Snapshot *s);
+
+/* Deep copy. */
+int snapshot_copy(const Snapshot *s, Snapshot **ret);
 
 const LineItem *snapshot_find(const Snapshot *s, int64_t number);
 
@@ -54,6 +70,8 @@ bool status_is_valid(const char *s);
 /* Compact JSON for the state store: {"items":[{"n":0,"olid":0,"status":"…","q":{"s":1}}]}.
  * Round-trips exactly through snapshot_from_json(). */
 char *snapshot_to_json(const Snapshot *s);
+/* Validates like the Partner Center parser ("olid" absent or null = none, "q" absent = {}).
+ * -EBADMSG for anything malformed (including a duplicate "n"), -ENOMEM. */
 int snapshot_from_json(const char *json, Snapshot **ret);
 
 /* "fulfilled=3 prefulfillmentpending=2" (sorted by status), "" when empty. */
