@@ -35,7 +35,7 @@ typedef struct WebhookConfig {
         size_t secret_size;
         char *secret_origin; /* "credential webhook-NAME-secret" or the file path; never the secret */
         char **events;       /* NULL-terminated glob patterns; default {"*"} */
-        char **headers;      /* NULL-terminated "Name: value" */
+        char **headers;      /* NULL-terminated "Name: value"; an empty list, never NULL */
         uint64_t timeout_usec;
         uint64_t retry_for_usec;
         uint64_t once_timeout_usec;
@@ -108,7 +108,9 @@ static inline void config_freep(Config **c) {
 
 /* Reads every *.list file in dir (sorted by name) into orders. Used by config_load() and again
  * by the daemon when the directory changes. Bad lines are reported on err as
- * "dir/file.list:3: …" and make it return -EINVAL. */
+ * "dir/file.list:3: …" and make it return -EINVAL. A missing directory gives an empty list; one
+ * that cannot be read is reported and returns its -errno. Repeated orders (IDs compared
+ * case-insensitively) are dropped, keeping the first. */
 int config_read_orders_dir(const char *dir, FILE *err, OrderRef **orders, size_t *n_orders);
 void order_refs_free(OrderRef *orders, size_t n);
 
