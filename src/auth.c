@@ -187,22 +187,21 @@ static void on_token_answer(const HttpResponse *resp, void *userdata) {
 
         secret_free(a->access_token);
         a->access_token = TAKE_PTR(t.access_token);
-        uint64_t now = now_monotonic_usec();
-        a->expires_usec = now + t.expires_in_usec;
+        uint64_t ttl = t.expires_in_usec;
+        a->expires_usec = now_monotonic_usec() + ttl;
         a->retry_usec = 0;
         a->problem[0] = 0;
         metrics.token_refreshes_ok++;
         token_response_done(&t);
 
         /* Renew when a tenth of the lifetime is left (at least a minute, at most half of it). */
-        uint64_t margin = t.expires_in_usec / 10;
+        uint64_t margin = ttl / 10;
         if (margin < 60 * USEC_PER_SEC)
                 margin = 60 * USEC_PER_SEC;
-        if (margin > t.expires_in_usec / 2)
-                margin = t.expires_in_usec / 2;
-        arm_timer(a, t.expires_in_usec - margin);
-        log_debug("Access token acquired, valid for %llu s.",
-                  (unsigned long long) (t.expires_in_usec / USEC_PER_SEC));
+        if (margin > ttl / 2)
+                margin = ttl / 2;
+        arm_timer(a, ttl - margin);
+        log_debug("Access token acquired, valid for %llu s.", (unsigned long long) (ttl / USEC_PER_SEC));
         if (a->changed)
                 a->changed(a->userdata);
 }

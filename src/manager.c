@@ -104,6 +104,7 @@ struct Manager {
         uv_timer_t shutdown_timer;
         uv_timer_t orders_dir_timer;
         uv_check_t flush_check;
+        uv_idle_t flush_idle; /* active while results wait: keeps the loop from blocking before the check */
         uv_signal_t sig_hup, sig_term, sig_int;
         uv_fs_event_t orders_dir_watch;
         bool orders_dir_watching;
@@ -353,6 +354,7 @@ static void schedule_after_result(Manager *m, Order *x, bool failed) {
 
 static void flush_results(Manager *m) {
         Result *list = m->results_head;
+        uv_idle_stop(&m->flush_idle);
         if (!list)
                 return;
         m->results_head = m->results_tail = NULL;
@@ -433,7 +435,11 @@ static void on_flush_check(uv_check_t *c) {
                 once_check_done(m);
 }
 
+static void on_flush_idle(uv_idle_t *h) {
+}
+
 static void result_queue(Manager *m, Result *res) {
+        uv_idle_start(&m->flush_idle, on_flush_idle);
         if (m->results_tail)
                 m->results_tail->next = res;
         else
@@ -659,6 +665,8 @@ static void on_page(const HttpResponse *resp, void *userdata) {
         Fetch *f = userdata;
         Manager *m = f->m;
         f->request = NULL;
+        log_debug("Order '%s': HTTP %ld (%s), %zu bytes.", f->order->row.order_id, resp->status,
+                  resp->result == CURLE_OK ? "complete" : resp->error, resp->body_size);
 
         metrics.http_requests_total[resp->status >= 0 && resp->status < 600 ? resp->status : 0]++;
         if (resp->status != 429 && resp->result == CURLE_OK)
@@ -761,6 +769,7 @@ static int fetch_send(Manager *m, Fetch *f, const char *token) {
                 return r;
         f->pages++;
         m->in_flight++;
+        log_debug("Order '%s': GET %s", f->order->row.order_id, f->url);
         budget_record(&m->budget, now_monotonic_usec());
         return 0;
 }
@@ -1134,6 +1143,7 @@ static void on_shutdown_timer(uv_timer_t *t) {
         close_handle((uv_handle_t *) &m->orders_dir_timer);
         close_handle((uv_handle_t *) &m->once_timer);
         close_handle((uv_handle_t *) &m->flush_check);
+        close_handle((uv_handle_t *) &m->flush_idle);
         close_handle((uv_handle_t *) &m->sig_hup);
         close_handle((uv_handle_t *) &m->sig_term);
         close_handle((uv_handle_t *) &m->sig_int);
@@ -1208,13 +1218,14 @@ int manager_new(uv_loop_t *loop, Config *config, const ManagerOptions *options, 
         uv_timer_init(loop, &m->orders_dir_timer);
         uv_timer_init(loop, &m->once_timer);
         uv_check_init(loop, &m->flush_check);
+        uv_idle_init(loop, &m->flush_idle);
         uv_signal_init(loop, &m->sig_hup);
         uv_signal_init(loop, &m->sig_term);
         uv_signal_init(loop, &m->sig_int);
         uv_fs_event_init(loop, &m->orders_dir_watch);
         m->dispatch_timer.data = m->status_timer.data = m->watchdog_timer.data = m;
         m->shutdown_timer.data = m->orders_dir_timer.data = m->once_timer.data = m;
-        m->flush_check.data = m->sig_hup.data = m->sig_term.data = m->sig_int.data = m;
+        m->flush_check.data = m->flush_idle.data = m->sig_hup.data = m->sig_term.data = m->sig_int.data = m;
         m->orders_dir_watch.data = m;
         *ret = m; /* from here on manager_free() cleans up */
 

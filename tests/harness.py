@@ -1,0 +1,266 @@
+"""Shared pieces of provwatch's integration tests: the simulator, configs, the daemon.
+
+Every wait is bounded and ends on the awaited event (a file, a line, a process exit), never on a
+fixed sleep. Tests exit 0 (pass), 1 (fail) or 77 (skip, with the reason printed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+from typing import Any, Callable, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_ROOT = os.path.dirname(HERE)
+SKIP = 77
+
+
+def provwatch_binary() -> str:
+    path = os.environ.get("PROVWATCH")
+    if not path:
+        path = os.path.join(SOURCE_ROOT, "build", "src", "provwatch")
+    if not os.access(path, os.X_OK):
+        skip(f"provwatch binary not found at {path} (set PROVWATCH)")
+    return path
+
+
+def skip(reason: str) -> None:
+    print(f"SKIP: {reason}")
+    sys.exit(SKIP)
+
+
+class Failure(AssertionError):
+    pass
+
+
+def check(cond: Any, message: str) -> None:
+    if not cond:
+        raise Failure(message)
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Polls pred (a cheap, local check) until it is truthy; bounded by timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise Failure(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Sim:
+    """The Partner Center simulator (tests/pcsim.py) on loopback."""
+
+    def __init__(self, workdir: str, *args: str, scenario: Optional[dict] = None, tls: Optional[tuple] = None):
+        self.workdir = workdir
+        port_file = os.path.join(workdir, f"pcsim-{id(self)}.port")
+        cmd = [sys.executable, os.path.join(HERE, "pcsim.py"), "--port-file", port_file,
+               "--log", os.path.join(workdir, "pcsim.log")]
+        if scenario is not None:
+            path = os.path.join(workdir, f"scenario-{id(self)}.json")
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(scenario, f)
+            cmd += ["--scenario", path]
+        if tls:
+            cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        cmd += list(args)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        self.tls = bool(tls)
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise Failure(f"simulator exited with {self.proc.returncode}")
+            return os.path.exists(port_file)
+
+        wait_until(ready, 20, "the simulator to listen")
+        with open(port_file, encoding="utf-8") as f:
+            self.port = int(f.read().strip())
+        self.control_base = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{'localhost' if tls else '127.0.0.1'}:{self.port}"
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.control_base + "/_control/" + path.lstrip("/"), data=data,
+                                     method=method, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"null")
+
+    def requests(self, since: int = 0, kind: str = "api") -> list[dict]:
+        return self.control("GET", f"requests?since={since}&kind={kind}")["requests"]
+
+    def fault(self, **kw: Any) -> int:
+        return self.control("POST", "fault", kw)["id"]
+
+    def clear_faults(self) -> None:
+        self.control("DELETE", "fault")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class Env:
+    """A scratch directory with secrets, state and config files."""
+
+    def __init__(self, name: str):
+        self.dir = tempfile.mkdtemp(prefix=f"provwatch-{name}-")
+        self.state = os.path.join(self.dir, "state")
+        self.write("client-secret", "test-secret\n", 0o600)
+        self.write("refresh-token", "initial-refresh-token\n", 0o600)
+
+    def write(self, name: str, text: str, mode: int = 0o644) -> str:
+        path = os.path.join(self.dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def config(self, sim: Sim, orders: list[tuple[str, str]], poll: Optional[dict] = None,
+               extra: str = "", pc: Optional[dict] = None, name: str = "provwatch.conf") -> str:
+        p = {"interval": "2m", "concurrency": "8", "max-requests-per-minute": "0"}
+        p.update(poll or {})
+        pcs = {
+            "endpoint": sim.url,
+            "token-endpoint": f"{sim.url}/{{tenant-id}}/oauth2/token",
+            "tenant-id": "tenant1",
+            "client-id": "test-client",
+            "client-secret-file": os.path.join(self.dir, "client-secret"),
+            "refresh-token-file": os.path.join(self.dir, "refresh-token"),
+            "timeout": "5s",
+        }
+        pcs.update(pc or {})
+        lines = ["[partner-center]"] + [f"{k} = {v}" for k, v in pcs.items() if v is not None]
+        lines += ["", "[poll]"] + [f"{k} = {v}" for k, v in p.items()]
+        lines += ["", "[orders]"] + [f"order = {c} {o}" for c, o in orders]
+        lines += ["", "[state]", f"directory = {self.state}", "", "[journal]", "enabled = no", ""]
+        return self.write(name, "\n".join(lines) + extra + "\n")
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def parse_events(stdout: str) -> list[dict]:
+    events = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line:
+            events.append(json.loads(line))
+    return events
+
+
+def run(args: list[str], timeout: float = 60, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([provwatch_binary()] + args, capture_output=True, text=True, timeout=timeout,
+                          env=e, stdin=subprocess.DEVNULL)
+
+
+def run_once(config: str, timeout: float = 60, env: Optional[dict] = None) -> tuple[int, list[dict], str]:
+    p = run(["-c", config, "once"], timeout=timeout, env=env)
+    try:
+        events = parse_events(p.stdout)
+    except json.JSONDecodeError as e:
+        raise Failure(f"stdout is not JSON lines: {e}: {p.stdout[:500]!r}")
+    return p.returncode, events, p.stderr
+
+
+class Daemon:
+    """`provwatch run --print-events` in the background; events arrive on a queue."""
+
+    def __init__(self, config: str, args: Optional[list[str]] = None, env: Optional[dict] = None,
+                 print_events: bool = True, wrapper: Optional[list[str]] = None):
+        e = dict(os.environ)
+        e.update(env or {})
+        self.stderr_path = config + ".stderr"
+        self.stderr = open(self.stderr_path, "w", encoding="utf-8")
+        cmd = (wrapper or []) + [provwatch_binary(), "-c", config] + (args or []) + \
+            (["--print-events"] if print_events else []) + ["run"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=e,
+                                     stdin=subprocess.DEVNULL)
+        self.events: "queue.Queue[dict]" = queue.Queue()
+        self.all_events: list[dict] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout
+        for line in self.proc.stdout:
+            line = line.strip()
+            if line:
+                ev = json.loads(line)
+                self.all_events.append(ev)
+                self.events.put(ev)
+
+    def wait_event(self, pred: Callable[[dict], bool], timeout: float, what: str) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Failure(f"timed out after {timeout}s waiting for {what}; log:\n{self.log_tail()}")
+            try:
+                ev = self.events.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    raise Failure(f"daemon exited with {self.proc.returncode} while waiting for {what}; "
+                                  f"log:\n{self.log_tail()}")
+                continue
+            if pred(ev):
+                return ev
+
+    def log(self) -> str:
+        self.stderr.flush()
+        with open(self.stderr_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def log_tail(self, n: int = 30) -> str:
+        return "\n".join(self.log().splitlines()[-n:])
+
+    def send(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise Failure(f"daemon did not stop within {timeout}s after signal {sig}")
+        self.reader.join(5)
+        self.stderr.close()
+        return self.proc.returncode
+
+
+def main(tests: list[Callable[[], None]]) -> None:
+    """Runs each test function, prints one line per test, exits 0/1."""
+    failed = 0
+    for t in tests:
+        start = time.monotonic()
+        try:
+            t()
+            print(f"ok   {t.__name__} ({time.monotonic() - start:.1f}s)", flush=True)
+        except SystemExit:
+            raise
+        except BaseException:  # noqa: BLE001 - report every failure, then go on
+            failed += 1
+            print(f"FAIL {t.__name__}", flush=True)
+            traceback.print_exc()
+    print(f"{len(tests) - failed} of {len(tests)} passed")
+    sys.exit(1 if failed else 0)
