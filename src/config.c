@@ -31,6 +31,7 @@
 #define DEFAULT_ENDPOINT "https://api.partnercenter.microsoft.com"
 #define DEFAULT_TOKEN_ENDPOINT "https://login.microsoftonline.com/" TENANT_PLACEHOLDER "/oauth2/token"
 #define DEFAULT_STATE_DIRECTORY "/var/lib/provwatch"
+#define DEFAULT_ORDERS_DIR "/etc/provwatch/orders.d"
 
 /* Values quoted in messages are cut after this many input bytes. */
 #define ESCAPE_MAX 200
@@ -1074,9 +1075,10 @@ static Config *config_new(const char *path) {
                 .not_found_grace_usec = 10 * 60 * USEC_PER_SEC,
                 .failure_threshold = 3,
                 .journal = JOURNAL_AUTO,
+                .orders_dir = strdup(DEFAULT_ORDERS_DIR),
                 .warnings = strv_new_empty(),
         };
-        if (!c->path || !c->endpoint || !c->api_version || !c->token_endpoint || !c->resource ||
+        if (!c->orders_dir || !c->path || !c->endpoint || !c->api_version || !c->token_endpoint || !c->resource ||
             !c->locale || !c->terminal_statuses || !c->warnings)
                 return config_free(c);
         return c;
@@ -1444,6 +1446,11 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
                 case VALUE_EVENTS:
                 case VALUE_HEADER:
                         *(char ***)field = strv_free(*(char ***)field);
+                        break;
+                case VALUE_PATH:
+                        /* "orders-dir =" turns the directory off; its default is a real path */
+                        if (field == (void *)&p->config->orders_dir)
+                                *(char **)field = mfree(*(char **)field);
                         break;
                 default:
                         break;

@@ -1046,6 +1046,10 @@ static void orders_dir_start_watch(Manager *m) {
         }
         if (!m->config->orders_dir || m->options.mode == MANAGER_ONCE)
                 return;
+        if (access(m->config->orders_dir, F_OK) < 0 && errno == ENOENT) {
+                log_debug("orders-dir '%s' does not exist; not watching it.", m->config->orders_dir);
+                return;
+        }
         int r = uv_fs_event_start(&m->orders_dir_watch, on_orders_dir_change, m->config->orders_dir, 0);
         if (r < 0)
                 log_warning("Cannot watch orders-dir '%s' (%s); changes there need a reload.", m->config->orders_dir,

@@ -147,7 +147,7 @@ class Env:
         pcs.update(pc or {})
         lines = ["[partner-center]"] + [f"{k} = {v}" for k, v in pcs.items() if v is not None]
         lines += ["", "[poll]"] + [f"{k} = {v}" for k, v in p.items()]
-        lines += ["", "[orders]"] + [f"order = {c} {o}" for c, o in orders]
+        lines += ["", "[orders]", "orders-dir ="] + [f"order = {c} {o}" for c, o in orders]
         lines += ["", "[state]", f"directory = {self.state}", "", "[journal]", "enabled = no", ""]
         return self.write(name, "\n".join(lines) + extra + "\n")
 
@@ -224,7 +224,8 @@ class Daemon:
                 return ev
 
     def log(self) -> str:
-        self.stderr.flush()
+        if not self.stderr.closed:
+            self.stderr.flush()
         with open(self.stderr_path, encoding="utf-8", errors="replace") as f:
             return f.read()
 

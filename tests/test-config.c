@@ -249,8 +249,7 @@ static void test_defaults(void **state) {
         assert_int_equal(c->not_found_grace_usec, 10 * MINUTE);
         assert_int_equal(c->failure_threshold, 3);
 
-        assert_int_equal(c->n_orders, 0);
-        assert_null(c->orders_dir);
+        assert_string_equal(c->orders_dir, "/etc/provwatch/orders.d");
         assert_string_equal(c->state_directory, "/var/lib/provwatch");
         assert_int_equal(c->journal, JOURNAL_AUTO);
         assert_int_equal(c->n_webhooks, 0);
@@ -1060,11 +1059,12 @@ static void test_state_directory(void **state) {
 
 static void test_empty_values_and_lists(void **state) {
         Config *c = load_ok(TOKEN_FILE_AUTH
-                            "[orders]\norder = a b\norder =\norder = c d\n"
+                            "[orders]\norder = a b\norder =\norder = c d\norders-dir =\n"
                             "[webhook]\nurl = http://h\nevents = x\nevents =\nheader = A: b\nheader =\n"
                             "[poll]\nterminal-statuses =\n");
         assert_int_equal(c->n_orders, 1);
         assert_string_equal(c->orders[0].customer_id, "c");
+        assert_null(c->orders_dir); /* "orders-dir =" turns the default directory off */
         assert_strv_equal(c->webhooks[0].events, (const char *const[]){"*", NULL});
         assert_null(c->webhooks[0].headers[0]);
         assert_strv_equal(c->terminal_statuses, (const char *const[]){"fulfilled", "unfulfilled", NULL});
