@@ -49,9 +49,6 @@ static int run_manager(const char *path, ManagerMode mode, bool print_events) {
         Config *c = load_config(path);
         if (!c)
                 return EX_CONFIG;
-        if (mode == MANAGER_RUN && c->journal == JOURNAL_YES)
-                log_open(LOG_TARGET_AUTO);
-
         if (http_global_init() < 0) {
                 config_free(c);
                 log_error("Cannot initialise libcurl.");

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
@@ -184,17 +183,20 @@ class Daemon:
     """`provwatch run --print-events` in the background; events arrive on a queue."""
 
     def __init__(self, config: str, args: Optional[list[str]] = None, env: Optional[dict] = None,
-                 print_events: bool = True, wrapper: Optional[list[str]] = None):
+                 print_events: bool = True, wrapper: Optional[list[str]] = None, stderr: Optional[int] = None):
         e = dict(os.environ)
         e.update(env or {})
         self.stderr_path = config + ".stderr"
         self.stderr = open(self.stderr_path, "w", encoding="utf-8")
+        if stderr is not None:  # e.g. a journal stream; log() then reads an empty file
+            self.stderr.close()
+            self.stderr = os.fdopen(os.dup(stderr), "w")
         cmd = (wrapper or []) + [provwatch_binary(), "-c", config] + (args or []) + \
             (["--print-events"] if print_events else []) + ["run"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=e,
                                      stdin=subprocess.DEVNULL)
-        self.events: "queue.Queue[dict]" = queue.Queue()
         self.all_events: list[dict] = []
+        self.cond = threading.Condition()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -204,27 +206,28 @@ class Daemon:
             line = line.strip()
             if line:
                 ev = json.loads(line)
-                self.all_events.append(ev)
-                self.events.put(ev)
+                with self.cond:
+                    self.all_events.append(ev)
+                    self.cond.notify_all()
 
-    def wait_event(self, pred: Callable[[dict], bool], timeout: float, what: str) -> dict:
+    def wait_event(self, pred: Callable[[dict], bool], timeout: float, what: str, since: int = 0) -> dict:
+        """The first event at or after index `since` that satisfies pred (events are never consumed)."""
         deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Failure(f"timed out after {timeout}s waiting for {what}; log:\n{self.log_tail()}")
-            try:
-                ev = self.events.get(timeout=min(left, 0.5))
-            except queue.Empty:
-                if self.proc.poll() is not None:
+        with self.cond:
+            while True:
+                for ev in self.all_events[since:]:
+                    if pred(ev):
+                        return ev
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Failure(f"timed out after {timeout}s waiting for {what}; log:\n{self.log_tail()}")
+                if self.proc.poll() is not None and not self.reader.is_alive():
                     raise Failure(f"daemon exited with {self.proc.returncode} while waiting for {what}; "
                                   f"log:\n{self.log_tail()}")
-                continue
-            if pred(ev):
-                return ev
+                self.cond.wait(min(left, 0.5))
 
     def log(self) -> str:
-        if not self.stderr.closed:
+        if not self.stderr.closed and self.stderr.name == self.stderr_path:
             self.stderr.flush()
         with open(self.stderr_path, encoding="utf-8", errors="replace") as f:
             return f.read()
