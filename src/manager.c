@@ -414,11 +414,15 @@ static void flush_results(Manager *m) {
                 for (size_t i = 0; i < res->n_events; i++)
                         emit_event(m, res->events[i], res->bodies[i]);
                 n_events += res->n_events;
-                if (res->outcome == OUTCOME_OK)
-                        x->backoff_failures = 0;
-                else
+                /* a 404 is the normal state of a new order: polled at its interval, not backed off */
+                if (res->outcome == OUTCOME_FAILED)
                         x->backoff_failures++;
-                schedule_after_result(m, x, res->outcome != OUTCOME_OK);
+                else
+                        x->backoff_failures = 0;
+                if (m->options.mode == MANAGER_ONCE)
+                        once_order_finished(m, x, res->outcome != OUTCOME_OK);
+                else
+                        schedule_after_result(m, x, res->outcome == OUTCOME_FAILED);
                 result_free(res);
         }
         if (n_events > 0 && m->webhooks)
