@@ -24,6 +24,7 @@ struct Auth {
 
         char *access_token;
         uint64_t expires_usec; /* monotonic; USEC_INFINITY for token files */
+        uint64_t ttl_usec;
         char *refresh_token;   /* the one to redeem next */
 
         HttpRequest *request; /* token request in flight */
@@ -189,6 +190,7 @@ static void on_token_answer(const HttpResponse *resp, void *userdata) {
         a->access_token = TAKE_PTR(t.access_token);
         uint64_t ttl = t.expires_in_usec;
         a->expires_usec = now_monotonic_usec() + ttl;
+        a->ttl_usec = ttl;
         a->retry_usec = 0;
         a->problem[0] = 0;
         metrics.token_refreshes_ok++;
@@ -284,7 +286,9 @@ static const char *token_file_current(Auth *a) {
 const char *auth_token(Auth *a) {
         if (a->config->auth == AUTH_TOKEN_FILE)
                 return token_file_current(a);
-        if (a->access_token && now_monotonic_usec() + 5 * USEC_PER_SEC < a->expires_usec)
+        /* a token about to expire is not handed out: a request must not outlive it */
+        uint64_t slack = a->ttl_usec / 4 < 5 * USEC_PER_SEC ? a->ttl_usec / 4 : 5 * USEC_PER_SEC;
+        if (a->access_token && now_monotonic_usec() + slack < a->expires_usec)
                 return a->access_token;
         if (!a->timer_armed || a->retry_usec == 0)
                 auth_acquire(a);

@@ -239,6 +239,30 @@ def test_token_expiry_mid_run():
         env.cleanup()
 
 
+def test_token_renewed_ahead_of_expiry():
+    env = Env("daemon-renew")
+    sim = Sim(env.dir, "--strict-rotation", "--token-ttl", "4", scenario=SCENARIO)
+    try:
+        cfg = env.config(sim, [("c1", "o1"), ("c1", "o2")], poll={"interval": "500ms"})
+        d = Daemon(cfg)
+        try:
+            d.wait_event(is_added("o2"), 20, "o2 added")
+            wait_until(lambda: len(sim.requests(kind="token")) >= 5, 20, "five token acquisitions")
+            api = sim.requests()
+            check(all(r["status"] == 200 for r in api), f"answers {sorted({r['status'] for r in api})}: "
+                  "an access token was used after it expired")
+            t = sorted(r["mono"] for r in api if r["order"] == "o1")
+            gaps = [b - a for a, b in zip(t, t[1:])]
+            check(t and max(gaps) < 1.5, f"polling stalled during renewal: longest gap {max(gaps):.2f}s")
+            check(d.stop() == 0, "clean exit")
+        finally:
+            if d.proc.poll() is None:
+                d.stop(signal.SIGKILL)
+    finally:
+        sim.stop()
+        env.cleanup()
+
+
 def test_sigterm_with_requests_in_flight():
     env = Env("daemon-sigterm")
     sim = Sim(env.dir, scenario=SCENARIO)
@@ -274,4 +298,4 @@ def test_sigterm_with_requests_in_flight():
 
 if __name__ == "__main__":
     main([test_notify_reload_and_stop, test_orders_dir_is_watched, test_429_pauses_every_request,
-          test_token_expiry_mid_run, test_sigterm_with_requests_in_flight])
+          test_token_expiry_mid_run, test_token_renewed_ahead_of_expiry, test_sigterm_with_requests_in_flight])
