@@ -5,6 +5,9 @@
 #include "util.h"
 
 #define WINDOW_USEC (60 * USEC_PER_SEC)
+/* Sends are spaced and counted over a slightly longer window, so that network jitter cannot make
+ * the server see budget + 1 requests inside its own 60-second window. */
+#define GUARD_WINDOW_USEC (WINDOW_USEC + 100 * USEC_PER_MSEC)
 #define FACTOR_MIN 0.125
 #define FACTOR_RECOVERY_USEC (60 * USEC_PER_SEC)
 
@@ -54,7 +57,7 @@ static void recover_factor(Budget *b, uint64_t now) {
 }
 
 static uint64_t gap_usec(const Budget *b) {
-        return (uint64_t) ((double) WINDOW_USEC / ((double) b->rpm * b->factor));
+        return (uint64_t) ((double) GUARD_WINDOW_USEC / ((double) b->rpm * b->factor));
 }
 
 uint64_t budget_next_slot(Budget *b, uint64_t now) {
@@ -70,7 +73,7 @@ uint64_t budget_next_slot(Budget *b, uint64_t now) {
                         t = paced;
         }
         if (b->ring_count == b->rpm) {
-                uint64_t oldest = ring_at(b, 0) + WINDOW_USEC;
+                uint64_t oldest = ring_at(b, 0) + GUARD_WINDOW_USEC;
                 if (oldest > t)
                         t = oldest;
         }
