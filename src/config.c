@@ -187,6 +187,7 @@ typedef struct Assignment {
 
 typedef struct ConfigParser {
         const char *path;
+        ConfigFlags flags;
         Config *config;
         MessageList errors;
         bool oom;
@@ -1855,6 +1856,8 @@ static int check_partner_center(ConfigParser *p) {
         if (warn_ignored(p, p->seen[key_index(SECTION_PARTNER_CENTER, "token-file")], "token-file",
                          c->auth) < 0)
                 return -ENOMEM;
+        if (p->flags & CONFIG_SKIP_SECRETS)
+                return 0;
 
         r = load_secret(p, "client-secret", &p->secret_files.client_secret, "partner-center",
                         "client-secret-file", SECRET_TEXT, &c->client_secret, NULL,
@@ -1906,6 +1909,8 @@ static int check_webhooks(ConfigParser *p) {
                 }
                 (void)check_readable(p, w->ca_file, key_index(SECTION_WEBHOOK, "ca-file"), i);
 
+                if (p->flags & CONFIG_SKIP_SECRETS)
+                        continue;
                 _cleanup_free_ char *credential =
                         m->plain ? strdup("webhook-secret") : strdup_printf("webhook-%s-secret", w->name);
                 if (!credential)
@@ -1929,7 +1934,7 @@ static int resolve_state_directory(Config *c) {
         return c->state_directory ? 0 : -ENOMEM;
 }
 
-int config_load(const char *path, FILE *err, Config **ret) {
+int config_load_full(const char *path, ConfigFlags flags, FILE *err, Config **ret) {
         _cleanup_free_ char *data = NULL;
         Config *c = NULL;
         ConfigParser p = {};
@@ -1952,6 +1957,7 @@ int config_load(const char *path, FILE *err, Config **ret) {
                 return -ENOMEM;
         p = (ConfigParser){
                 .path = path,
+                .flags = flags,
                 .config = c,
                 .data = data,
                 .size = size,
@@ -2012,6 +2018,10 @@ finish:
         }
         *ret = c;
         return 0;
+}
+
+int config_load(const char *path, FILE *err, Config **ret) {
+        return config_load_full(path, 0, err, ret);
 }
 
 /* ---- summary ---- */

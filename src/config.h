@@ -96,11 +96,19 @@ typedef struct Config {
 
 #define CONFIG_DEFAULT_PATH "/etc/provwatch/provwatch.conf"
 
+typedef enum ConfigFlags {
+        /* Read no secret (client secret, refresh token, webhook secrets: neither credentials nor
+         * *-file keys) and do not require them; their fields stay NULL. For `provwatch status`,
+         * which an admin runs outside the unit, where the credentials are not there. */
+        CONFIG_SKIP_SECRETS = 1 << 0,
+} ConfigFlags;
+
 /* Parses and validates the file at path. On a configuration error returns -EINVAL (or -errno of
  * a file that cannot be read) and writes one line per problem to err, each of the form
  * "provwatch.conf:12: [poll] interval: \"5 parsecs\" is not a time span". Secrets are never
  * printed. All problems found are reported, not just the first. */
-int config_load(const char *path, FILE *err, Config **ret);
+int config_load_full(const char *path, ConfigFlags flags, FILE *err, Config **ret);
+int config_load(const char *path, FILE *err, Config **ret); /* flags 0 */
 Config *config_free(Config *c);
 static inline void config_freep(Config **c) {
         config_free(*c);

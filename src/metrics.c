@@ -21,10 +21,12 @@ const char *poll_result_to_string(PollResult r) {
         return r >= 0 && r < _POLL_RESULT_MAX ? poll_result_table[r] : NULL;
 }
 
-void metrics_observe_poll(PollResult result, long http_status, uint64_t duration_usec) {
+/* http_status is not counted here: the manager counts every answer (each page, each retry) in
+ * http_requests_total as it arrives, and counting it again per poll doubled the numbers. */
+void metrics_observe_poll(PollResult result, _unused_ long http_status, uint64_t duration_usec) {
+        if (result < 0 || result >= _POLL_RESULT_MAX)
+                return;
         metrics.polls_total[result]++;
-        if (http_status >= 0 && http_status < 600)
-                metrics.http_requests_total[http_status]++;
         double s = (double) duration_usec / 1e6;
         for (size_t i = 0; i < METRICS_DURATION_BUCKETS; i++)
                 if (s <= duration_bounds[i]) {
@@ -45,6 +47,35 @@ WebhookMetrics *metrics_webhook(const char *name) {
         memset(w, 0, sizeof *w);
         snprintf(w->name, sizeof w->name, "%s", name);
         return w;
+}
+
+/* A label value as the text format wants it: backslash, double quote and newline escaped. */
+static void print_label_value(FILE *f, const char *s) {
+        fputc('"', f);
+        for (; *s; s++)
+                switch (*s) {
+                case '\\':
+                        fputs("\\\\", f);
+                        break;
+                case '"':
+                        fputs("\\\"", f);
+                        break;
+                case '\n':
+                        fputs("\\n", f);
+                        break;
+                default:
+                        fputc(*s, f);
+                }
+        fputc('"', f);
+}
+
+static void print_webhook_sample(FILE *f, const char *metric, const char *webhook, const char *result,
+                                 uint64_t value) {
+        fprintf(f, "%s{webhook=", metric);
+        print_label_value(f, webhook);
+        if (result)
+                fprintf(f, ",result=\"%s\"", result);
+        fprintf(f, "} %llu\n", (unsigned long long) value);
 }
 
 int metrics_format(const Metrics *m, FILE *f) {
@@ -90,19 +121,17 @@ int metrics_format(const Metrics *m, FILE *f) {
               "# TYPE provwatch_webhook_queue_depth gauge\n",
               f);
         for (size_t i = 0; i < m->n_webhooks; i++)
-                fprintf(f, "provwatch_webhook_queue_depth{webhook=\"%s\"} %llu\n", m->webhooks[i].name,
-                        (unsigned long long) m->webhooks[i].queue_depth);
+                print_webhook_sample(f, "provwatch_webhook_queue_depth", m->webhooks[i].name, NULL,
+                                     m->webhooks[i].queue_depth);
         fputs("# HELP provwatch_webhook_deliveries_total Delivery attempts by result.\n"
               "# TYPE provwatch_webhook_deliveries_total counter\n",
               f);
         for (size_t i = 0; i < m->n_webhooks; i++) {
                 const WebhookMetrics *w = &m->webhooks[i];
-                fprintf(f, "provwatch_webhook_deliveries_total{webhook=\"%s\",result=\"delivered\"} %llu\n",
-                        w->name, (unsigned long long) w->delivered);
-                fprintf(f, "provwatch_webhook_deliveries_total{webhook=\"%s\",result=\"failed\"} %llu\n",
-                        w->name, (unsigned long long) w->failed);
-                fprintf(f, "provwatch_webhook_deliveries_total{webhook=\"%s\",result=\"dead_lettered\"} %llu\n",
-                        w->name, (unsigned long long) w->dead_lettered);
+                print_webhook_sample(f, "provwatch_webhook_deliveries_total", w->name, "delivered", w->delivered);
+                print_webhook_sample(f, "provwatch_webhook_deliveries_total", w->name, "failed", w->failed);
+                print_webhook_sample(f, "provwatch_webhook_deliveries_total", w->name, "dead_lettered",
+                                     w->dead_lettered);
         }
 
         fputs("# HELP provwatch_rate_limited_total 429 answers from Partner Center.\n"

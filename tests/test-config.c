@@ -846,6 +846,87 @@ static void test_credentials_directory(void **state) {
         free(wh_file);
 }
 
+/* provwatch status runs outside the unit, where neither the credentials nor (often) the secret
+ * files can be read: it loads with CONFIG_SKIP_SECRETS; everything else is still validated. */
+static void test_skip_secrets(void **state) {
+        static const char conf[] =
+                "[partner-center]\ntenant-id = t\nclient-id = c\nclient-secret-file = /nonexistent/cs\n"
+                "refresh-token-file = unreadable\n[webhook]\nurl = https://h\nsecret-file = /nonexistent/wh\n"
+                "[webhook ops]\nurl = https://o\n[state]\ndirectory = /tmp/provwatch-state\n";
+        char *creds = tmp_path("creds-skip");
+        Config *c = NULL;
+        char *e = NULL;
+        FILE *f;
+
+        write_file("unreadable", "secret-rt\n", 0000);
+        mkdir(creds, 0700);
+        mkdir("creds-skip/client-secret", 0700); /* a credential that cannot be read */
+        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", creds, 1), 0);
+
+        /* the normal load (run, once, check-config) fails on them */
+        e = load_fail(conf);
+        assert_contains(e, "credential client-secret: cannot read");
+        assert_contains(e, "provwatch.conf:8: [webhook] secret-file: cannot read \"/nonexistent/wh\"");
+        free(e);
+
+        size_t size = 0;
+        e = NULL;
+        f = open_memstream(&e, &size);
+        assert_non_null(f);
+        assert_int_equal(config_load_full("provwatch.conf", CONFIG_SKIP_SECRETS, f, &c), 0);
+        fclose(f);
+        assert_string_equal(e, "");
+        free(e);
+        assert_non_null(c);
+        assert_string_equal(c->tenant_id, "t");
+        assert_string_equal(c->state_directory, "/tmp/provwatch-state");
+        assert_null(c->client_secret);
+        assert_null(c->client_secret_origin);
+        assert_null(c->refresh_token);
+        assert_null(c->refresh_token_origin);
+        assert_int_equal(c->n_webhooks, 2);
+        assert_string_equal(c->webhooks[0].name, "default");
+        assert_string_equal(c->webhooks[1].name, "ops");
+        for (size_t i = 0; i < c->n_webhooks; i++) {
+                assert_null(c->webhooks[i].secret);
+                assert_null(c->webhooks[i].secret_origin);
+        }
+        assert_null(c->warnings[0]);
+        config_free(c);
+
+        unsetenv("CREDENTIALS_DIRECTORY");
+        rmdir("creds-skip/client-secret");
+        rmdir(creds);
+        free(creds);
+
+        /* secrets that are not configured at all are not required either */
+        f = open_memstream(&e, &size);
+        assert_non_null(f);
+        write_file("provwatch.conf", "[partner-center]\ntenant-id = t\nclient-id = c\n", 0644);
+        assert_int_equal(config_load_full("provwatch.conf", CONFIG_SKIP_SECRETS, f, &c), 0);
+        fclose(f);
+        assert_string_equal(e, "");
+        free(e);
+        config_free(c);
+
+        /* other mistakes are still errors */
+        c = NULL;
+        e = NULL;
+        f = open_memstream(&e, &size);
+        assert_non_null(f);
+        write_file("provwatch.conf",
+                   "[partner-center]\nclient-id = c\nclient-secret-file = /nonexistent/cs\n"
+                   "[poll]\ninterval = 5 parsecs\n",
+                   0644);
+        assert_int_equal(config_load_full("provwatch.conf", CONFIG_SKIP_SECRETS, f, &c), -EINVAL);
+        fclose(f);
+        assert_null(c);
+        assert_string_equal(e, "provwatch.conf:1: [partner-center]: tenant-id is required unless auth = "
+                               "token-file\n"
+                               "provwatch.conf:5: [poll] interval: \"5 parsecs\" is not a time span\n");
+        free(e);
+}
+
 static char *fixture_string(const char *file, const char *key) {
         char *path = strdup_printf("%s/%s", fixtures, file), *data = NULL;
         if (read_full_file(path, 1 << 20, &data, NULL) < 0)
@@ -1231,6 +1312,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_secret_files, setup),
                 cmocka_unit_test_setup(test_world_readable_secret, setup),
                 cmocka_unit_test_setup(test_credentials_directory, setup),
+                cmocka_unit_test_setup(test_skip_secrets, setup),
                 cmocka_unit_test_setup(test_webhook_secret_decode, setup),
                 cmocka_unit_test_setup(test_orders_dir, setup),
                 cmocka_unit_test_setup(test_tenant_substitution, setup),
