@@ -34,9 +34,9 @@ static void help(void) {
                CONFIG_DEFAULT_PATH);
 }
 
-static Config *load_config(const char *path) {
+static Config *load_config(const char *path, ConfigFlags flags) {
         Config *c = NULL;
-        int r = config_load(path, stderr, &c);
+        int r = config_load_full(path, flags, stderr, &c);
         if (r < 0) {
                 if (r != -EINVAL)
                         log_error_errno(r, "Cannot read configuration '%s': %m", path);
@@ -46,7 +46,7 @@ static Config *load_config(const char *path) {
 }
 
 static int run_manager(const char *path, ManagerMode mode, bool print_events) {
-        Config *c = load_config(path);
+        Config *c = load_config(path, 0);
         if (!c)
                 return EX_CONFIG;
         if (http_global_init() < 0) {
@@ -140,7 +140,7 @@ int main(int argc, char *argv[]) {
         if (streq(verb, "once"))
                 return run_manager(config_path, MANAGER_ONCE, true);
         if (streq(verb, "check-config")) {
-                Config *cfg = load_config(config_path);
+                Config *cfg = load_config(config_path, 0);
                 if (!cfg)
                         return EX_CONFIG;
                 for (char **w = cfg->warnings; w && *w; w++)
@@ -150,7 +150,8 @@ int main(int argc, char *argv[]) {
                 return 0;
         }
         if (streq(verb, "status")) {
-                Config *cfg = load_config(config_path);
+                /* secrets are systemd credentials of the service, not readable from a shell */
+                Config *cfg = load_config(config_path, CONFIG_SKIP_SECRETS);
                 if (!cfg)
                         return EX_CONFIG;
                 int r = status_print(cfg, json, stdout);

@@ -23,6 +23,7 @@
 #define STATUS_PERIOD_MSEC 5000
 #define ORDERS_DIR_SETTLE_MSEC 200
 #define MAX_PAGES 100
+#define TOKEN_FILE_RECHECK_MSEC 1000
 
 typedef enum QueueKind {
         QUEUE_NONE = -1,
@@ -73,6 +74,7 @@ typedef struct Result {
         size_t n_events;
         char **bodies;
         uint64_t duration_usec;
+        uint64_t delay_usec; /* until the next poll, decided with the row so that the row can say it */
         long http_status;
         struct Result *next;
 } Result;
@@ -333,23 +335,24 @@ static int row_copy(const OrderRow *src, OrderRow *dst) {
 static void once_order_finished(Manager *m, Order *x, bool failed);
 static void dispatch(Manager *m);
 
+/* When to poll an order again: its interval, or backoff after failed polls. */
+static uint64_t next_delay(const Manager *m, bool settled, unsigned failures) {
+        if (failures > 0)
+                return backoff_usec(failures, FAILURE_BACKOFF_BASE_USEC, FAILURE_BACKOFF_CAP_USEC, random_unit());
+        if (!settled)
+                return m->config->interval_usec;
+        return m->config->settled_interval_usec ? m->config->settled_interval_usec : USEC_INFINITY;
+}
+
+static void order_schedule(Manager *m, Order *x, uint64_t delay) {
+        order_enqueue(m, x, delay == USEC_INFINITY ? USEC_INFINITY : now_monotonic_usec() + delay);
+}
+
 static void schedule_after_result(Manager *m, Order *x, bool failed) {
-        uint64_t now = now_monotonic_usec();
-        if (m->options.mode == MANAGER_ONCE) {
+        if (m->options.mode == MANAGER_ONCE)
                 once_order_finished(m, x, failed);
-                return;
-        }
-        uint64_t delay;
-        if (failed) {
-                delay = backoff_usec(x->backoff_failures, FAILURE_BACKOFF_BASE_USEC, FAILURE_BACKOFF_CAP_USEC,
-                                     random_unit());
-                uint64_t iv = order_interval(m, x);
-                if (iv != USEC_INFINITY && iv > delay && x->backoff_failures > 4)
-                        delay = iv;
-        } else
-                delay = order_interval(m, x);
-        order_enqueue(m, x, delay == USEC_INFINITY ? USEC_INFINITY : now + delay);
-        x->row.next_poll_usec = delay == USEC_INFINITY ? 0 : now_realtime_usec() + delay;
+        else
+                order_schedule(m, x, next_delay(m, x->row.settled, failed ? x->backoff_failures : 0));
 }
 
 static void flush_results(Manager *m) {
@@ -422,7 +425,7 @@ static void flush_results(Manager *m) {
                 if (m->options.mode == MANAGER_ONCE)
                         once_order_finished(m, x, res->outcome != OUTCOME_OK);
                 else
-                        schedule_after_result(m, x, res->outcome == OUTCOME_FAILED);
+                        order_schedule(m, x, res->delay_usec);
                 result_free(res);
         }
         if (n_events > 0 && m->webhooks)
@@ -570,6 +573,8 @@ static int result_build(Manager *m, Order *x, Outcome outcome, Snapshot *snap, l
                 }
                 break;
         }
+        res->delay_usec = next_delay(m, row->settled, outcome == OUTCOME_FAILED ? x->backoff_failures + 1 : 0);
+        row->next_poll_usec = res->delay_usec == USEC_INFINITY ? 0 : now + res->delay_usec;
         r = result_render(m, res);
         if (r < 0)
                 goto fail;
@@ -812,6 +817,27 @@ static int fetch_start(Manager *m, Order *x, const char *token) {
 
 static void on_shutdown_timer(uv_timer_t *t);
 
+/* once: auth retries a failed token request with backoff for as long as it takes, which would keep
+ * `once` from ever exiting; what is not yet polled fails now instead (the next run tries again). */
+static void once_give_up_without_token(Manager *m, const char *problem) {
+        _cleanup_free_ char *reason = strdup_printf("no access token: %s", problem);
+        for (Fetch *f; (f = m->waiting_head);) {
+                m->waiting_head = f->next_waiting;
+                if (!m->waiting_head)
+                        m->waiting_tail = NULL;
+                m->in_flight++; /* fetch_finish() counts it out again */
+                fetch_finish(m, f, OUTCOME_FAILED, 0, reason ? reason : "no access token", NULL, NULL);
+        }
+        for (size_t q = 0; q < ELEMENTSOF(m->queues); q++)
+                for (HeapItem *hi; (hi = heap_peek(&m->queues[q]));) {
+                        Order *x = container_of(hi, Order, hi);
+                        order_dequeue(m, x);
+                        log_warning("Order '%s' (customer '%s') not polled: %s", x->row.order_id,
+                                    x->row.customer_id, reason ? reason : "no access token");
+                        once_order_finished(m, x, true);
+                }
+}
+
 /* ---- the dispatcher: the only place that starts requests ---- */
 
 static void on_dispatch_timer(uv_timer_t *t) {
@@ -858,8 +884,14 @@ static void dispatch(Manager *m) {
                         return;
                 }
                 const char *token = auth_token(m->auth);
-                if (!token)
+                if (!token) {
+                        if (m->options.mode == MANAGER_ONCE && auth_problem(m->auth))
+                                once_give_up_without_token(m, auth_problem(m->auth));
+                        else if (m->config->auth == AUTH_TOKEN_FILE)
+                                /* nobody calls back when the file changes: look again */
+                                uv_timer_start(&m->dispatch_timer, on_dispatch_timer, TOKEN_FILE_RECHECK_MSEC, 0);
                         return; /* auth calls back when a token is there */
+                }
 
                 int r;
                 if (continuation) {

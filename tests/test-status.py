@@ -188,10 +188,11 @@ def check_polled_human(out: str, t: Polled) -> None:
     check("5 watched orders: 1 pending, 1 settled, 1 failing, 1 not found, 1 never polled." in out, out)
     check(re.search(r"^CUSTOMER / ORDER +STATE +LAST POLL +NEXT POLL +FAILS$", out, re.M), out)
     ago = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(\d+s ago\)"
-    check(re.fullmatch(rf"settled +{ago} +- +0", row(out, "o1")), f"o1 row {row(out, 'o1')!r}")
-    check(re.fullmatch(rf"pending +{ago} +- +0", row(out, "o2")), f"o2 row {row(out, 'o2')!r}")
-    check(re.fullmatch(rf"failing +{ago} +- +1", row(out, "o3")), f"o3 row {row(out, 'o3')!r}")
-    check(re.fullmatch(rf"not found +{ago} +- +0", row(out, "o4")), f"o4 row {row(out, 'o4')!r}")
+    # next polls: settled-interval (6h), interval (2m), backoff after one failure (10 s ± 20 %)
+    check(re.fullmatch(rf"settled +{ago} +in 5h(59m|60m)?\S* +0", row(out, "o1")), f"o1 row {row(out, 'o1')!r}")
+    check(re.fullmatch(rf"pending +{ago} +in (1m\S*|2m\S*) +0", row(out, "o2")), f"o2 row {row(out, 'o2')!r}")
+    check(re.fullmatch(rf"failing +{ago} +in \d+s +1", row(out, "o3")), f"o3 row {row(out, 'o3')!r}")
+    check(re.fullmatch(rf"not found +{ago} +in (1m\S*|2m\S*) +0", row(out, "o4")), f"o4 row {row(out, 'o4')!r}")
     check(re.fullmatch(r"never polled +- +- +0", row(out, "o6")), f"o6 row {row(out, 'o6')!r}")
     # columns are aligned: every row's state starts where the header's does
     col = out.index("STATE") - out.rindex("\n", 0, out.index("STATE")) - 1
