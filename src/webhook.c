@@ -1,0 +1,1167 @@
+/* SPDX-License-Identifier: MIT */
+/* Webhook delivery (SPEC §6 Webhooks).
+ *
+ * Every configured webhook is an Endpoint with its own queue in the store. An endpoint keeps a
+ * bounded window of queue rows in memory, and only rows that may be attempted: the oldest queued
+ * event of each order (its "head"). A later event of an order whose head is in the window is
+ * skipped while paging (only counted in the order's OrderTrack) and fetched again from the store
+ * when the head is gone, so an order stuck on retries holds one slot, never the whole window, and
+ * events of one order go out strictly one after the other.
+ *
+ * The paging cursor: every queue row with seq <= cursor is either in the window or counted as
+ * skipped by its order's track. Rows beyond the cursor are read when the window has room. */
+#include <inttypes.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include "journal.h"
+#include "log.h"
+#include "metrics.h"
+#include "webhook.h"
+
+#define WINDOW_MAX 256u /* queue rows in memory per endpoint */
+#define QUEUE_PAGE_SIZE 256u
+#define CONCURRENCY_MAX 4u /* requests in flight per endpoint */
+#define STORE_RETRY_USEC (5 * USEC_PER_SEC)
+#define RESPONSE_MAX_BODY (64u * 1024u) /* receivers' answers are not used */
+#define RETRY_AFTER_MAX_SEC ((int64_t) 86400)
+
+typedef struct Endpoint Endpoint;
+typedef struct OrderTrack OrderTrack;
+typedef struct Row Row;
+
+typedef enum RowState {
+        ROW_WAITING,   /* due at ev.next_attempt_usec */
+        ROW_IN_FLIGHT,
+        ROW_DELIVERED, /* delivered, but the store could not record it yet: retried */
+        ROW_DEAD,      /* given up, but the store could not record it yet: retried */
+} RowState;
+
+struct Row {
+        Endpoint *endpoint;
+        OrderTrack *track;
+        QueuedEvent ev;
+        RowState state;
+        HttpRequest *request; /* while ROW_IN_FLIGHT */
+        char *last_error;     /* ROW_DEAD: the last failure, for the dead letter */
+        Row *prev, *next;     /* the window, by seq */
+};
+
+/* Exists while the order has a head in the window or skipped rows in the store. */
+struct OrderTrack {
+        char *customer_id;
+        char *order_id;
+        unsigned hash;
+        Row *head;
+        size_t n_skipped;   /* queue rows of this order with seq <= cursor that are not in the window */
+        int64_t scan_after; /* they all have a seq above this */
+        OrderTrack *hash_next;
+};
+
+struct Endpoint {
+        Webhooks *webhooks;
+
+        /* configuration, copied */
+        char *name;
+        char *url;
+        char *secret;
+        size_t secret_size;
+        char **headers; /* configured "Name: value"; values never logged */
+        uint64_t timeout_usec;
+        uint64_t retry_for_usec;
+        char *ca_file;
+
+        Row *rows_head, *rows_tail;
+        size_t n_rows, n_in_flight;
+
+        OrderTrack **buckets;
+        size_t n_buckets, n_tracks;
+        bool orphans; /* some track lost its head and could not fetch the next row yet */
+
+        int64_t cursor;
+        bool at_end; /* nothing beyond cursor at the last look; cleared by kicks */
+
+        bool disabled; /* answered 410 Gone; until a reload */
+        bool store_failing;
+        uint64_t store_retry_usec; /* realtime */
+
+        uint64_t depth; /* queue rows in the store, for metrics and webhooks_queued() */
+
+        uv_timer_t timer;
+        Endpoint *next;
+};
+
+struct Webhooks {
+        uv_loop_t *loop;
+        Http *http;
+        Store *store;
+        Endpoint *endpoints;
+        bool journal;
+        bool stopped;
+        bool was_busy;
+        WebhooksIdleFn idle_fn;
+        void *idle_userdata;
+        uv_timer_t idle_timer;
+};
+
+/* ---- pure helpers ---- */
+
+char *webhook_signature(const void *key, size_t key_size, const char *id, const char *timestamp,
+                        const char *body, size_t body_size) {
+        static const unsigned char empty_key[1];
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        size_t mac_size = 0;
+        char out[3 + 4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1] = "v1,";
+        OSSL_PARAM params[] = {
+                OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *) "SHA256", 0),
+                OSSL_PARAM_construct_end(),
+        };
+
+        if (!id || !timestamp || (!body && body_size > 0) || (!key && key_size > 0)) {
+                errno = EINVAL;
+                return NULL;
+        }
+
+        EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        EVP_MAC_CTX *ctx = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
+        bool ok = ctx && EVP_MAC_init(ctx, key_size > 0 ? key : empty_key, key_size, params) &&
+                  EVP_MAC_update(ctx, (const unsigned char *) id, strlen(id)) &&
+                  EVP_MAC_update(ctx, (const unsigned char *) ".", 1) &&
+                  EVP_MAC_update(ctx, (const unsigned char *) timestamp, strlen(timestamp)) &&
+                  EVP_MAC_update(ctx, (const unsigned char *) ".", 1) &&
+                  (body_size == 0 || EVP_MAC_update(ctx, (const unsigned char *) body, body_size)) &&
+                  EVP_MAC_final(ctx, mac, &mac_size, sizeof mac);
+        EVP_MAC_CTX_free(ctx);
+        EVP_MAC_free(hmac);
+        if (!ok) {
+                errno = EIO;
+                return NULL;
+        }
+        EVP_EncodeBlock((unsigned char *) out + 3, mac, (int) mac_size);
+        return strdup(out);
+}
+
+uint64_t webhook_retry_delay_usec(unsigned attempts, double rnd) {
+        static const uint64_t schedule_sec[] = { 5, 30, 2 * 60, 10 * 60, 30 * 60, 60 * 60 };
+        size_t i = attempts == 0 ? 0 : attempts - 1;
+
+        if (i >= ELEMENTSOF(schedule_sec))
+                i = ELEMENTSOF(schedule_sec) - 1;
+        if (!(rnd >= 0.0)) /* also NaN */
+                rnd = 0.0;
+        if (rnd > 1.0)
+                rnd = 1.0;
+        /* ±20 % so that events failing together do not come back together */
+        return (uint64_t) ((double) (schedule_sec[i] * USEC_PER_SEC) * (0.8 + 0.4 * rnd));
+}
+
+static const char *http_reason(long status) {
+        switch (status) {
+        case 301: return "Moved Permanently (redirects are not followed)";
+        case 302: return "Found (redirects are not followed)";
+        case 303: return "See Other (redirects are not followed)";
+        case 307: return "Temporary Redirect (redirects are not followed)";
+        case 308: return "Permanent Redirect (redirects are not followed)";
+        case 400: return "Bad Request";
+        case 401: return "Unauthorized";
+        case 403: return "Forbidden";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 408: return "Request Timeout";
+        case 409: return "Conflict";
+        case 410: return "Gone";
+        case 413: return "Content Too Large";
+        case 415: return "Unsupported Media Type";
+        case 422: return "Unprocessable Content";
+        case 429: return "Too Many Requests";
+        case 500: return "Internal Server Error";
+        case 501: return "Not Implemented";
+        case 502: return "Bad Gateway";
+        case 503: return "Service Unavailable";
+        case 504: return "Gateway Timeout";
+        default: return NULL;
+        }
+}
+
+static void describe_failure(const HttpResponse *resp, char *buf, size_t size) {
+        const char *reason = http_reason(resp->status);
+
+        if (resp->status > 0)
+                snprintf(buf, size, "HTTP %ld%s%s%s%s", resp->status, reason ? " " : "",
+                         reason ? reason : "", resp->result != CURLE_OK ? ", then " : "",
+                         resp->result != CURLE_OK && resp->error ? resp->error : "");
+        else
+                snprintf(buf, size, "%s", resp->error ? resp->error : "no answer");
+}
+
+static char *format_span(char *buf, size_t size, uint64_t usec) {
+        uint64_t s = (usec + USEC_PER_SEC / 2) / USEC_PER_SEC;
+
+        if (s < 60)
+                snprintf(buf, size, "%" PRIu64 "s", s);
+        else if (s < 3600)
+                snprintf(buf, size, "%" PRIu64 "min %" PRIu64 "s", s / 60, s % 60);
+        else if (s < 86400)
+                snprintf(buf, size, "%" PRIu64 "h %" PRIu64 "min", s / 3600, s % 3600 / 60);
+        else
+                snprintf(buf, size, "%" PRIu64 "d %" PRIu64 "h", s / 86400, s % 86400 / 3600);
+        return buf;
+}
+
+static bool header_has_name(const char *header, const char *name) {
+        size_t n = strlen(name);
+        return strncasecmp(header, name, n) == 0 && header[n] == ':';
+}
+
+static bool headers_have(char *const *headers, const char *name) {
+        for (char *const *h = headers; h && *h; h++)
+                if (header_has_name(*h, name))
+                        return true;
+        return false;
+}
+
+static void erase_free(char *p, size_t size) {
+        if (p)
+                explicit_bzero(p, size);
+        free(p);
+}
+
+static char **strv_free(char **l) {
+        for (char **p = l; p && *p; p++)
+                free(*p);
+        free(l);
+        return NULL;
+}
+
+static char **strv_copy(char *const *l) {
+        size_t n = 0;
+        while (l && l[n])
+                n++;
+        char **c = calloc(n + 1, sizeof *c);
+        if (!c)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!(c[i] = strdup(l[i])))
+                        return strv_free(c);
+        return c;
+}
+
+static int strdup_or_null(const char *s, char **ret) {
+        *ret = NULL;
+        if (!s)
+                return 0;
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* ---- metrics ---- */
+
+static void endpoint_metrics_update(Endpoint *e, int delivered, int failed, int dead) {
+        WebhookMetrics *m = metrics_webhook(e->name);
+        if (!m)
+                return;
+        m->delivered += (uint64_t) delivered;
+        m->failed += (uint64_t) failed;
+        m->dead_lettered += (uint64_t) dead;
+        m->queue_depth = e->depth;
+}
+
+static void endpoint_refresh_depth(Endpoint *e) {
+        uint64_t d;
+        if (store_queue_depth(e->webhooks->store, e->name, &d) >= 0)
+                e->depth = d;
+        endpoint_metrics_update(e, 0, 0, 0);
+}
+
+/* ---- order tracks ---- */
+
+static unsigned order_hash(const char *customer_id, const char *order_id) {
+        unsigned h = 2166136261u; /* FNV-1a */
+        for (const char *p = customer_id; *p; p++)
+                h = (h ^ (unsigned char) *p) * 16777619u;
+        h = (h ^ 0x1f) * 16777619u;
+        for (const char *p = order_id; *p; p++)
+                h = (h ^ (unsigned char) *p) * 16777619u;
+        return h;
+}
+
+static OrderTrack *track_find(Endpoint *e, const char *customer_id, const char *order_id) {
+        if (e->n_buckets == 0)
+                return NULL;
+        unsigned h = order_hash(customer_id, order_id);
+        for (OrderTrack *t = e->buckets[h & (e->n_buckets - 1)]; t; t = t->hash_next)
+                if (t->hash == h && streq(t->order_id, order_id) && streq(t->customer_id, customer_id))
+                        return t;
+        return NULL;
+}
+
+static int tracks_grow(Endpoint *e) {
+        size_t n = e->n_buckets ? e->n_buckets * 2 : 64;
+        OrderTrack **b = calloc(n, sizeof *b);
+        if (!b)
+                return -ENOMEM;
+        for (size_t i = 0; i < e->n_buckets; i++)
+                for (OrderTrack *t = e->buckets[i], *next; t; t = next) {
+                        next = t->hash_next;
+                        t->hash_next = b[t->hash & (n - 1)];
+                        b[t->hash & (n - 1)] = t;
+                }
+        free(e->buckets);
+        e->buckets = b;
+        e->n_buckets = n;
+        return 0;
+}
+
+static int track_add(Endpoint *e, const char *customer_id, const char *order_id, OrderTrack **ret) {
+        if (e->n_tracks >= e->n_buckets && tracks_grow(e) < 0)
+                return -ENOMEM;
+        OrderTrack *t = calloc(1, sizeof *t);
+        if (!t)
+                return -ENOMEM;
+        t->customer_id = strdup(customer_id);
+        t->order_id = strdup(order_id);
+        if (!t->customer_id || !t->order_id) {
+                free(t->customer_id);
+                free(t->order_id);
+                free(t);
+                return -ENOMEM;
+        }
+        t->hash = order_hash(customer_id, order_id);
+        size_t i = t->hash & (e->n_buckets - 1);
+        t->hash_next = e->buckets[i];
+        e->buckets[i] = t;
+        e->n_tracks++;
+        *ret = t;
+        return 0;
+}
+
+static void track_free(OrderTrack *t) {
+        free(t->customer_id);
+        free(t->order_id);
+        free(t);
+}
+
+/* Drops the track once it has nothing left to remember. */
+static void track_release(Endpoint *e, OrderTrack *t) {
+        if (t->head || t->n_skipped > 0)
+                return;
+        for (OrderTrack **p = &e->buckets[t->hash & (e->n_buckets - 1)]; *p; p = &(*p)->hash_next)
+                if (*p == t) {
+                        *p = t->hash_next;
+                        break;
+                }
+        e->n_tracks--;
+        track_free(t);
+}
+
+/* ---- the window ---- */
+
+static Row *row_free(Row *row) {
+        if (!row)
+                return NULL;
+        free(row->ev.event_id);
+        free(row->ev.event_type);
+        free(row->ev.customer_id);
+        free(row->ev.order_id);
+        free(row->ev.body);
+        free(row->last_error);
+        free(row);
+        return NULL;
+}
+
+static void window_insert(Endpoint *e, Row *row) {
+        Row *after = e->rows_tail;
+        while (after && after->ev.seq > row->ev.seq)
+                after = after->prev;
+        row->prev = after;
+        row->next = after ? after->next : e->rows_head;
+        if (row->next)
+                row->next->prev = row;
+        else
+                e->rows_tail = row;
+        if (after)
+                after->next = row;
+        else
+                e->rows_head = row;
+        e->n_rows++;
+}
+
+static void window_remove(Endpoint *e, Row *row) {
+        if (row->prev)
+                row->prev->next = row->next;
+        else
+                e->rows_head = row->next;
+        if (row->next)
+                row->next->prev = row->prev;
+        else
+                e->rows_tail = row->prev;
+        row->prev = row->next = NULL;
+        e->n_rows--;
+}
+
+/* Takes the page entry *q (its strings move) into the window as the head of track t. */
+static int window_admit(Endpoint *e, OrderTrack *t, QueuedEvent *q) {
+        Row *row = calloc(1, sizeof *row);
+        if (!row)
+                return -ENOMEM;
+        row->endpoint = e;
+        row->track = t;
+        row->ev = *q;
+        *q = (QueuedEvent) {};
+        row->state = ROW_WAITING;
+        t->head = row;
+        window_insert(e, row);
+        return 0;
+}
+
+/* Reads the queue beyond the cursor while the window has room. */
+static int endpoint_fill(Endpoint *e) {
+        Store *store = e->webhooks->store;
+        int r = 0;
+
+        while (r >= 0 && !e->at_end && e->n_rows < WINDOW_MAX) {
+                QueuedEvent *page = NULL;
+                size_t n = 0, i;
+
+                r = store_queue_list(store, e->name, e->cursor, QUEUE_PAGE_SIZE, &page, &n);
+                if (r < 0)
+                        return r;
+                for (i = 0; i < n && e->n_rows < WINDOW_MAX; i++) {
+                        QueuedEvent *q = &page[i];
+                        int64_t seq = q->seq; /* *q moves into the window */
+                        OrderTrack *t = track_find(e, q->customer_id, q->order_id);
+                        if (t) {
+                                /* an earlier event of this order is still queued: this one waits */
+                                if (t->n_skipped++ == 0)
+                                        t->scan_after = q->seq - 1;
+                        } else {
+                                r = track_add(e, q->customer_id, q->order_id, &t);
+                                if (r >= 0) {
+                                        r = window_admit(e, t, q);
+                                        if (r < 0)
+                                                track_release(e, t);
+                                }
+                                if (r < 0)
+                                        break;
+                        }
+                        e->cursor = seq;
+                }
+                if (r >= 0 && i == n && n < QUEUE_PAGE_SIZE)
+                        e->at_end = true;
+                queued_events_free(page, n);
+        }
+        return r;
+}
+
+/* Finds the next queued event of an order whose head is gone: the first row of the order after
+ * scan_after, which lies at or below the cursor. */
+static int endpoint_scan_order(Endpoint *e, OrderTrack *t) {
+        Store *store = e->webhooks->store;
+
+        while (!t->head && t->n_skipped > 0) {
+                QueuedEvent *page = NULL;
+                size_t n = 0;
+                int r;
+
+                r = store_queue_list(store, e->name, t->scan_after, QUEUE_PAGE_SIZE, &page, &n);
+                if (r < 0)
+                        return r;
+                bool end = n < QUEUE_PAGE_SIZE;
+                for (size_t i = 0; i < n; i++) {
+                        QueuedEvent *q = &page[i];
+                        if (q->seq > e->cursor) {
+                                end = true;
+                                break;
+                        }
+                        if (streq(q->order_id, t->order_id) && streq(q->customer_id, t->customer_id)) {
+                                r = window_admit(e, t, q);
+                                if (r < 0) {
+                                        queued_events_free(page, n);
+                                        return r;
+                                }
+                                t->n_skipped--;
+                                t->scan_after = t->head->ev.seq;
+                                break;
+                        }
+                        t->scan_after = q->seq;
+                }
+                queued_events_free(page, n);
+                if (!t->head && end)
+                        t->n_skipped = 0; /* gone from the store meanwhile */
+        }
+        return 0;
+}
+
+static int endpoint_scan_orphans(Endpoint *e) {
+        if (!e->orphans)
+                return 0;
+        for (size_t i = 0; i < e->n_buckets; i++)
+                for (OrderTrack *t = e->buckets[i], *next; t; t = next) {
+                        next = t->hash_next;
+                        if (t->head)
+                                continue;
+                        int r = endpoint_scan_order(e, t);
+                        if (r < 0)
+                                return r;
+                        track_release(e, t);
+                }
+        e->orphans = false;
+        return 0;
+}
+
+/* ---- store failures ---- */
+
+static void endpoint_store_failed(Endpoint *e, int r, const char *what) {
+        Store *store = e->webhooks->store;
+
+        if (!e->store_failing)
+                log_error_errno(r, "Webhook '%s': cannot %s in the state store: %s. Retrying every %" PRIu64
+                                "s; nothing is lost.",
+                                e->name, what, store_error(store), STORE_RETRY_USEC / USEC_PER_SEC);
+        else
+                log_debug_errno(r, "Webhook '%s': cannot %s in the state store: %s", e->name, what,
+                                store_error(store));
+        e->store_failing = true;
+        e->store_retry_usec = now_realtime_usec() + STORE_RETRY_USEC;
+}
+
+/* The head of an order is done (recorded in the store): its next event takes its place. */
+static void endpoint_finish_row(Endpoint *e, Row *row) {
+        OrderTrack *t = row->track;
+
+        window_remove(e, row);
+        t->head = NULL;
+        row_free(row);
+        if (e->depth > 0)
+                e->depth--;
+        endpoint_metrics_update(e, 0, 0, 0);
+
+        int r = endpoint_scan_order(e, t);
+        if (r < 0) {
+                e->orphans = true;
+                endpoint_store_failed(e, r, "read the queue");
+                return;
+        }
+        track_release(e, t);
+}
+
+static int row_record_delivered(Endpoint *e, Row *row) {
+        int r = store_queue_delivered(e->webhooks->store, e->name, row->ev.seq);
+        if (r == -ENOENT) /* not queued any more: nothing to record */
+                r = 0;
+        return r;
+}
+
+static int row_record_dead(Endpoint *e, Row *row, uint64_t now) {
+        Store *store = e->webhooks->store;
+        _cleanup_free_ char *reason = NULL;
+        char span[32];
+        int r;
+
+        reason = strdup_printf("no success after %u attempt%s over %s; last error: %s", row->ev.attempts,
+                               row->ev.attempts == 1 ? "" : "s",
+                               format_span(span, sizeof span, now - row->ev.created_usec),
+                               row->last_error ? row->last_error : "unknown");
+        if (!reason)
+                return -ENOMEM;
+
+        /* The dead letter copies attempts and last error from the queue row: bring it up to date. */
+        r = store_begin(store);
+        if (r < 0)
+                return r;
+        r = store_queue_reschedule(store, e->name, row->ev.seq, row->ev.attempts, now, row->last_error);
+        if (r >= 0)
+                r = store_queue_dead_letter(store, e->name, row->ev.seq, reason, now);
+        if (r >= 0)
+                r = store_commit(store);
+        else
+                store_rollback(store);
+        if (r == -ENOENT)
+                r = 0;
+        return r;
+}
+
+/* Retries the store updates that failed before, and the reads. */
+static void endpoint_retry_store(Endpoint *e) {
+        uint64_t now = now_realtime_usec();
+        int r = 0;
+
+        e->store_retry_usec = 0;
+        for (Row *row = e->rows_head, *next; row && r >= 0; row = next) {
+                next = row->next;
+                if (row->state == ROW_DELIVERED)
+                        r = row_record_delivered(e, row);
+                else if (row->state == ROW_DEAD)
+                        r = row_record_dead(e, row, now);
+                else
+                        continue;
+                if (r >= 0) {
+                        endpoint_finish_row(e, row);
+                        if (e->store_retry_usec != 0)
+                                return; /* the scan failed */
+                }
+        }
+        if (r >= 0)
+                r = endpoint_scan_orphans(e);
+        if (r >= 0 && !e->webhooks->stopped)
+                r = endpoint_fill(e);
+        if (r < 0) {
+                endpoint_store_failed(e, r, "update the queue");
+                return;
+        }
+        if (e->store_failing)
+                log_info("Webhook '%s': the state store works again.", e->name);
+        e->store_failing = false;
+}
+
+/* ---- delivery ---- */
+
+static void endpoint_run(Endpoint *e);
+static void webhooks_check_idle(Webhooks *w, bool force);
+
+static void row_delivered(Endpoint *e, Row *row, const HttpResponse *resp) {
+        endpoint_metrics_update(e, 1, 0, 0);
+        log_debug("Webhook '%s': delivered event %s (HTTP %ld, %.3fs).", e->name, row->ev.event_id,
+                  resp->status, (double) resp->duration_usec / 1e6);
+
+        int r = row_record_delivered(e, row);
+        if (r < 0) {
+                /* sent again after a restart if this never works: the receiver sees the same id twice */
+                row->state = ROW_DELIVERED;
+                endpoint_store_failed(e, r, "record a delivery");
+                return;
+        }
+        endpoint_finish_row(e, row);
+}
+
+static void row_give_up(Endpoint *e, Row *row, uint64_t now) {
+        Webhooks *w = e->webhooks;
+        const char *last = row->last_error ? row->last_error : "unknown";
+        char span[32];
+
+        format_span(span, sizeof span, now - row->ev.created_usec);
+        log_error("Webhook '%s': giving up on event %s (%s of order '%s') after %u attempt%s over %s; last "
+                  "error: %s. It is kept as a dead letter.",
+                  e->name, row->ev.event_id, row->ev.event_type, row->ev.order_id, row->ev.attempts,
+                  row->ev.attempts == 1 ? "" : "s", span, last);
+        if (w->journal) {
+                _cleanup_free_ char *reason =
+                        strdup_printf("%u attempt%s over %s; last error: %s", row->ev.attempts,
+                                      row->ev.attempts == 1 ? "" : "s", span, last);
+                int r = journal_send_dead_letter(e->name, row->ev.event_id, row->ev.event_type,
+                                                 row->ev.customer_id, row->ev.order_id,
+                                                 reason ? reason : last);
+                if (r < 0)
+                        log_debug_errno(r, "Cannot send the dead-letter entry to the journal: %m");
+        }
+        endpoint_metrics_update(e, 0, 0, 1);
+
+        row->state = ROW_DEAD;
+        int r = row_record_dead(e, row, now);
+        if (r < 0) {
+                endpoint_store_failed(e, r, "record a dead letter");
+                return;
+        }
+        endpoint_finish_row(e, row);
+}
+
+static void row_failed(Endpoint *e, Row *row, const HttpResponse *resp) {
+        uint64_t now = now_realtime_usec(), next, delay;
+        char reason[512], when[32], span[32];
+        int r;
+
+        endpoint_metrics_update(e, 0, 1, 0);
+        describe_failure(resp, reason, sizeof reason);
+        free(row->last_error);
+        row->last_error = strdup(reason);
+        row->ev.attempts++;
+
+        /* (a clock that went back before the event's creation gives it more time, not less) */
+        if (now >= row->ev.created_usec && now - row->ev.created_usec >= e->retry_for_usec) {
+                row_give_up(e, row, now);
+                return;
+        }
+
+        bool retry_after = (resp->status == 429 || resp->status == 503) && resp->retry_after_sec > 0;
+        if (retry_after)
+                delay = (uint64_t) (resp->retry_after_sec < RETRY_AFTER_MAX_SEC ? resp->retry_after_sec
+                                                                          : RETRY_AFTER_MAX_SEC) *
+                        USEC_PER_SEC;
+        else
+                delay = webhook_retry_delay_usec(row->ev.attempts, random_unit());
+        next = now + delay;
+        /* The last attempt happens when retry-for runs out, not up to an hour later; a receiver's
+         * Retry-After is respected even past it. */
+        uint64_t deadline = row->ev.created_usec + e->retry_for_usec;
+        if (!retry_after && deadline > now && next > deadline)
+                next = deadline;
+        row->ev.next_attempt_usec = next;
+
+        log_warning("Webhook '%s': event %s not delivered (attempt %u): %s. Next attempt at %s (in %s)%s.",
+                    e->name, row->ev.event_id, row->ev.attempts, reason,
+                    format_rfc3339(when, sizeof when, next), format_span(span, sizeof span, next - now),
+                    retry_after ? ", as the receiver asked" : "");
+
+        r = store_queue_reschedule(e->webhooks->store, e->name, row->ev.seq, row->ev.attempts, next, reason);
+        if (r == -ENOENT) {
+                /* not queued any more: forget it */
+                row->state = ROW_DELIVERED;
+                endpoint_finish_row(e, row);
+        } else if (r < 0)
+                /* the in-memory schedule goes on; only the attempt count may be lost */
+                log_warning_errno(r, "Webhook '%s': cannot save the retry schedule of event %s: %s",
+                                  e->name, row->ev.event_id, store_error(e->webhooks->store));
+}
+
+static void endpoint_gone(Endpoint *e, Row *row) {
+        endpoint_metrics_update(e, 0, 1, 0);
+        if (e->disabled)
+                return;
+        e->disabled = true;
+        log_error("Webhook '%s': the receiver answered 410 Gone for event %s. Delivery to it stops until "
+                  "the configuration is reloaded; %" PRIu64 " queued events are kept.",
+                  e->name, row->ev.event_id, e->depth);
+}
+
+static void on_request_done(const HttpResponse *resp, void *userdata) {
+        Row *row = userdata;
+        Endpoint *e = row->endpoint;
+        Webhooks *w = e->webhooks;
+
+        row->request = NULL;
+        row->state = ROW_WAITING;
+        e->n_in_flight--;
+
+        /* A 2xx counts even when the answer's body then broke off or was too large: the receiver
+         * has taken the event. */
+        if (resp->status >= 200 && resp->status < 300)
+                row_delivered(e, row, resp);
+        else if (resp->status == 410)
+                endpoint_gone(e, row);
+        else
+                row_failed(e, row, resp);
+
+        endpoint_run(e);
+        webhooks_check_idle(w, false);
+}
+
+static int row_start(Endpoint *e, Row *row) {
+        Webhooks *w = e->webhooks;
+        _cleanup_free_ char *h_id = NULL, *h_ts = NULL, *h_sig = NULL, *signature = NULL;
+        _cleanup_free_ const char **headers = NULL;
+        char timestamp[32];
+        size_t n_configured = 0, n = 0;
+        size_t body_size = strlen(row->ev.body);
+
+        snprintf(timestamp, sizeof timestamp, "%" PRIu64, now_realtime_usec() / USEC_PER_SEC);
+        while (e->headers && e->headers[n_configured])
+                n_configured++;
+        headers = calloc(n_configured + 8, sizeof *headers);
+        h_id = strdup_printf("webhook-id: %s", row->ev.event_id);
+        h_ts = strdup_printf("webhook-timestamp: %s", timestamp);
+        if (!headers || !h_id || !h_ts)
+                return -ENOMEM;
+        if (e->secret) {
+                signature = webhook_signature(e->secret, e->secret_size, row->ev.event_id, timestamp,
+                                              row->ev.body, body_size);
+                if (!signature)
+                        return -errno;
+                h_sig = strdup_printf("webhook-signature: %s", signature);
+                if (!h_sig)
+                        return -ENOMEM;
+        }
+
+        headers[n++] = "Content-Type: application/cloudevents+json";
+        headers[n++] = h_id;
+        headers[n++] = h_ts;
+        if (h_sig)
+                headers[n++] = h_sig;
+        if (!headers_have(e->headers, "User-Agent"))
+                headers[n++] = "User-Agent: provwatch/" PROVWATCH_VERSION;
+        if (!headers_have(e->headers, "Expect"))
+                headers[n++] = "Expect:"; /* no 100-continue round trip for larger bodies */
+        for (size_t i = 0; i < n_configured; i++)
+                headers[n++] = e->headers[i];
+        headers[n] = NULL;
+
+        HttpRequestSpec spec = {
+                .method = "POST",
+                .url = e->url,
+                .headers = headers,
+                .body = row->ev.body,
+                .body_size = body_size,
+                .timeout_usec = e->timeout_usec,
+                .ca_file = e->ca_file,
+                .max_body = RESPONSE_MAX_BODY,
+        };
+        int r = http_submit(w->http, &spec, on_request_done, row, &row->request);
+        if (r < 0)
+                return r;
+        row->state = ROW_IN_FLIGHT;
+        e->n_in_flight++;
+        log_debug("Webhook '%s': sending event %s (attempt %u).", e->name, row->ev.event_id,
+                  row->ev.attempts + 1);
+        return 0;
+}
+
+/* While the store fails, nothing new goes out: a delivery that cannot be recorded would be sent
+ * again after a restart. */
+static bool endpoint_paused(Endpoint *e) {
+        return e->webhooks->stopped || e->disabled || e->store_failing;
+}
+
+static void endpoint_dispatch(Endpoint *e) {
+        if (endpoint_paused(e))
+                return;
+
+        uint64_t now = now_realtime_usec();
+        for (Row *row = e->rows_head, *next; row && e->n_in_flight < CONCURRENCY_MAX && !endpoint_paused(e);
+             row = next) {
+                next = row->next;
+                if (row->state != ROW_WAITING || row->ev.next_attempt_usec > now)
+                        continue;
+                int r = row_start(e, row);
+                if (r < 0) {
+                        char error[256];
+                        snprintf(error, sizeof error, "cannot send the request: %s", strerror(-r));
+                        row_failed(e, row, &(HttpResponse) { .result = CURLE_FAILED_INIT, .error = error });
+                }
+        }
+}
+
+static void on_endpoint_timer(uv_timer_t *t) {
+        Endpoint *e = t->data;
+        Webhooks *w = e->webhooks;
+
+        if (e->store_failing && e->store_retry_usec != 0 && e->store_retry_usec <= now_realtime_usec())
+                endpoint_retry_store(e);
+        endpoint_run(e);
+        webhooks_check_idle(w, false);
+}
+
+static void endpoint_arm_timer(Endpoint *e) {
+        uint64_t next = UINT64_MAX;
+
+        if (!e->webhooks->stopped) {
+                /* with all slots busy, a completion dispatches again */
+                if (!endpoint_paused(e) && e->n_in_flight < CONCURRENCY_MAX)
+                        for (Row *row = e->rows_head; row; row = row->next)
+                                if (row->state == ROW_WAITING && row->ev.next_attempt_usec < next)
+                                        next = row->ev.next_attempt_usec;
+                if (e->store_failing && e->store_retry_usec != 0 && e->store_retry_usec < next)
+                        next = e->store_retry_usec;
+        }
+        if (next == UINT64_MAX) {
+                uv_timer_stop(&e->timer);
+                return;
+        }
+        uint64_t now = now_realtime_usec();
+        uint64_t delay_msec = next > now ? (next - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC : 0;
+        uv_timer_start(&e->timer, on_endpoint_timer, delay_msec, 0);
+}
+
+static void endpoint_run(Endpoint *e) {
+        if (!e->webhooks->stopped && !e->store_failing) {
+                int r = endpoint_fill(e);
+                if (r < 0)
+                        endpoint_store_failed(e, r, "read the queue");
+        }
+        endpoint_dispatch(e);
+        endpoint_arm_timer(e);
+}
+
+static size_t endpoint_due(Endpoint *e, uint64_t until) {
+        size_t n = e->n_in_flight;
+
+        if (endpoint_paused(e))
+                return n;
+        for (Row *row = e->rows_head; row; row = row->next)
+                if (row->state == ROW_WAITING && row->ev.next_attempt_usec <= until)
+                        n++;
+        return n;
+}
+
+/* ---- life cycle ---- */
+
+static void endpoint_config_clear(Endpoint *e) {
+        free(e->url);
+        erase_free(e->secret, e->secret_size);
+        for (char **h = e->headers; h && *h; h++) /* may hold bearer tokens */
+                explicit_bzero(*h, strlen(*h));
+        strv_free(e->headers);
+        free(e->ca_file);
+        e->url = e->secret = e->ca_file = NULL;
+        e->headers = NULL;
+        e->secret_size = 0;
+}
+
+static int endpoint_apply_config(Endpoint *e, const WebhookConfig *c) {
+        Endpoint n = {};
+
+        if (strdup_or_null(c->url, &n.url) < 0 || strdup_or_null(c->ca_file, &n.ca_file) < 0)
+                goto oom;
+        if (c->secret) {
+                n.secret = malloc(c->secret_size + 1);
+                if (!n.secret)
+                        goto oom;
+                memcpy(n.secret, c->secret, c->secret_size);
+                n.secret[c->secret_size] = 0;
+                n.secret_size = c->secret_size;
+        }
+        if (c->headers && !(n.headers = strv_copy(c->headers)))
+                goto oom;
+
+        endpoint_config_clear(e);
+        e->url = n.url;
+        e->secret = n.secret;
+        e->secret_size = n.secret_size;
+        e->headers = n.headers;
+        e->ca_file = n.ca_file;
+        e->timeout_usec = c->timeout_usec;
+        e->retry_for_usec = c->retry_for_usec;
+        return 0;
+
+oom:
+        endpoint_config_clear(&n);
+        return -ENOMEM;
+}
+
+static void endpoint_closed(uv_handle_t *h) {
+        Endpoint *e = h->data;
+        free(e);
+}
+
+/* Abandons requests in flight and the in-memory window (the queue stays in the store); the memory
+ * goes when the timer is closed. */
+static void endpoint_free(Endpoint *e) {
+        Webhooks *w = e->webhooks;
+
+        for (Row *row = e->rows_head, *next; row; row = next) {
+                next = row->next;
+                if (row->request)
+                        http_cancel(w->http, row->request);
+                row_free(row);
+        }
+        e->rows_head = e->rows_tail = NULL;
+        e->n_rows = e->n_in_flight = 0;
+        for (size_t i = 0; i < e->n_buckets; i++)
+                for (OrderTrack *t = e->buckets[i], *next; t; t = next) {
+                        next = t->hash_next;
+                        track_free(t);
+                }
+        free(e->buckets);
+        endpoint_config_clear(e);
+        free(e->name);
+        uv_timer_stop(&e->timer);
+        uv_close((uv_handle_t *) &e->timer, endpoint_closed);
+}
+
+static int endpoint_new(Webhooks *w, const WebhookConfig *c, Endpoint **ret) {
+        Endpoint *e = calloc(1, sizeof *e);
+        if (!e)
+                return -ENOMEM;
+        e->webhooks = w;
+        uv_timer_init(w->loop, &e->timer);
+        e->timer.data = e;
+        e->name = strdup(c->name);
+        if (!e->name || endpoint_apply_config(e, c) < 0) {
+                endpoint_free(e);
+                return -ENOMEM;
+        }
+        endpoint_refresh_depth(e);
+        *ret = e;
+        return 0;
+}
+
+static bool config_journal(const Config *c) {
+        return c->journal == JOURNAL_YES || (c->journal == JOURNAL_AUTO && journal_available());
+}
+
+static void log_unconfigured_queues(Webhooks *w, const Config *config) {
+        _cleanup_(store_webhook_names_freep) char **names = NULL;
+
+        if (store_webhook_names(w->store, &names) < 0)
+                return;
+        for (char **n = names; *n; n++) {
+                bool configured = false;
+                for (size_t i = 0; i < config->n_webhooks; i++)
+                        if (streq(config->webhooks[i].name, *n))
+                                configured = true;
+                uint64_t depth = 0;
+                if (!configured && store_queue_depth(w->store, *n, &depth) >= 0 && depth > 0)
+                        log_info("Webhook '%s' is not configured; its %" PRIu64 " queued events stay in the "
+                                 "state store until it is configured again.",
+                                 *n, depth);
+        }
+}
+
+int webhooks_new(uv_loop_t *loop, Http *http, Store *store, const Config *config, const char *hostname,
+                 Webhooks **ret) {
+        Webhooks *w;
+        int r;
+
+        if (!loop || !http || !store || !config || !ret)
+                return -EINVAL;
+
+        w = calloc(1, sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        w->loop = loop;
+        w->http = http;
+        w->store = store;
+        w->journal = config_journal(config);
+        uv_timer_init(loop, &w->idle_timer);
+        w->idle_timer.data = w;
+
+        Endpoint **tail = &w->endpoints;
+        for (size_t i = 0; i < config->n_webhooks; i++) {
+                r = endpoint_new(w, &config->webhooks[i], tail);
+                if (r < 0) {
+                        webhooks_free(w);
+                        return r;
+                }
+                tail = &(*tail)->next;
+        }
+        log_unconfigured_queues(w, config);
+
+        /* what was queued before a restart goes out now, with the same ids */
+        for (Endpoint *e = w->endpoints; e; e = e->next)
+                endpoint_run(e);
+        webhooks_check_idle(w, false);
+
+        *ret = w;
+        return 0;
+}
+
+static void webhooks_closed(uv_handle_t *h) {
+        free(h->data);
+}
+
+Webhooks *webhooks_free(Webhooks *w) {
+        if (!w)
+                return NULL;
+        for (Endpoint *e = w->endpoints, *next; e; e = next) {
+                next = e->next;
+                endpoint_free(e);
+        }
+        w->endpoints = NULL;
+        uv_timer_stop(&w->idle_timer);
+        uv_close((uv_handle_t *) &w->idle_timer, webhooks_closed);
+        return NULL;
+}
+
+void webhooks_set_config(Webhooks *w, const Config *config) {
+        Endpoint *old = w->endpoints, *list = NULL, **tail = &list;
+
+        w->journal = config_journal(config);
+        for (size_t i = 0; i < config->n_webhooks; i++) {
+                const WebhookConfig *c = &config->webhooks[i];
+                Endpoint *e = NULL;
+
+                for (Endpoint **p = &old; *p; p = &(*p)->next)
+                        if (streq((*p)->name, c->name)) {
+                                e = *p;
+                                *p = e->next;
+                                break;
+                        }
+                if (e) {
+                        if (endpoint_apply_config(e, c) < 0)
+                                log_oom(); /* keeps the previous settings of this webhook */
+                        if (e->disabled)
+                                log_info("Webhook '%s': delivery resumes after the reload.", e->name);
+                        e->disabled = false;
+                } else if (endpoint_new(w, c, &e) < 0) {
+                        log_oom();
+                        continue;
+                }
+                e->next = NULL;
+                *tail = e;
+                tail = &e->next;
+        }
+        for (Endpoint *e = old, *next; e; e = next) {
+                next = e->next;
+                if (e->depth > 0)
+                        log_info("Webhook '%s' was removed; its %" PRIu64 " queued events stay in the state "
+                                 "store until it is configured again.",
+                                 e->name, e->depth);
+                endpoint_free(e);
+        }
+        w->endpoints = list;
+        for (Endpoint *e = w->endpoints; e; e = e->next)
+                endpoint_run(e);
+        webhooks_check_idle(w, false);
+}
+
+void webhooks_kick(Webhooks *w) {
+        if (!w)
+                return;
+        for (Endpoint *e = w->endpoints; e; e = e->next) {
+                e->at_end = false;
+                endpoint_refresh_depth(e);
+                endpoint_run(e);
+        }
+        webhooks_check_idle(w, true);
+}
+
+void webhooks_stop(Webhooks *w) {
+        if (!w)
+                return;
+        w->stopped = true;
+        for (Endpoint *e = w->endpoints; e; e = e->next)
+                uv_timer_stop(&e->timer);
+        uv_timer_stop(&w->idle_timer);
+}
+
+uint64_t webhooks_queued(Webhooks *w) {
+        uint64_t sum = 0;
+
+        if (!w)
+                return 0;
+        for (Endpoint *e = w->endpoints; e; e = e->next) {
+                endpoint_refresh_depth(e);
+                sum += e->depth;
+        }
+        return sum;
+}
+
+size_t webhooks_due_before(Webhooks *w, uint64_t realtime_usec) {
+        size_t n = 0;
+
+        if (!w)
+                return 0;
+        for (Endpoint *e = w->endpoints; e; e = e->next)
+                n += endpoint_due(e, realtime_usec);
+        return n;
+}
+
+size_t webhooks_busy(Webhooks *w) {
+        return webhooks_due_before(w, now_realtime_usec());
+}
+
+void webhooks_set_idle_callback(Webhooks *w, WebhooksIdleFn fn, void *userdata) {
+        w->idle_fn = fn;
+        w->idle_userdata = userdata;
+}
+
+static void on_idle_timer(uv_timer_t *t) {
+        Webhooks *w = t->data;
+
+        if (!w->stopped && w->idle_fn && webhooks_busy(w) == 0)
+                w->idle_fn(w->idle_userdata);
+}
+
+/* The idle callback runs from its own timer, never from inside a webhooks_*() call. */
+static void webhooks_check_idle(Webhooks *w, bool force) {
+        if (webhooks_busy(w) > 0) {
+                w->was_busy = true;
+                return;
+        }
+        if (!w->was_busy && !force)
+                return;
+        w->was_busy = false;
+        if (!w->stopped)
+                uv_timer_start(&w->idle_timer, on_idle_timer, 0, 0);
+}
