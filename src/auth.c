@@ -147,8 +147,8 @@ static void on_token_answer(const HttpResponse *resp, void *userdata) {
         int r = pc_parse_token_response(resp->body, resp->body_size, &t, &reason);
         if (r < 0 || (resp->status / 100 != 2 && !t.error)) {
                 set_problem(a, "token endpoint answered HTTP %ld with an unexpected body", resp->status);
-                log_error("Cannot obtain an access token: token endpoint answered HTTP %ld: %s.", resp->status,
-                          r < 0 ? reason : "not a token answer");
+                log_error("Cannot obtain an access token: token endpoint %s answered HTTP %ld: %s.",
+                          a->config->token_endpoint, resp->status, r < 0 ? reason : "not a token answer");
                 token_response_done(&t);
                 fail_and_retry(a);
                 return;
@@ -161,8 +161,8 @@ static void on_token_answer(const HttpResponse *resp, void *userdata) {
                                   "refresh-token-file.",
                                   t.error_description ? t.error_description : "no description");
                 else
-                        log_error("Cannot obtain an access token: HTTP %ld, %s: %s", resp->status,
-                                  t.error ? t.error : "error",
+                        log_error("Cannot obtain an access token: token endpoint %s answered HTTP %ld, %s: %s",
+                                  a->config->token_endpoint, resp->status, t.error ? t.error : "error",
                                   t.error_description ? t.error_description : "no description");
                 token_response_done(&t);
                 fail_and_retry(a);
@@ -256,6 +256,8 @@ static void auth_acquire(Auth *a) {
 static const char *token_file_current(Auth *a) {
         struct stat st;
         if (stat(a->config->token_file, &st) < 0) {
+                if (!streq(a->problem, "token file unreadable")) /* once, not at every look */
+                        log_error_errno(errno, "Cannot read token-file '%s': %m", a->config->token_file);
                 set_problem(a, "token file unreadable");
                 return NULL;
         }
@@ -265,8 +267,9 @@ static const char *token_file_current(Auth *a) {
                 char *text = NULL;
                 int r = read_full_file(a->config->token_file, 64 * 1024, &text, NULL);
                 if (r < 0) {
+                        if (!streq(a->problem, "token file unreadable"))
+                                log_error_errno(r, "Cannot read token-file '%s': %m", a->config->token_file);
                         set_problem(a, "token file unreadable");
-                        log_error_errno(r, "Cannot read token-file '%s': %m", a->config->token_file);
                         return NULL;
                 }
                 text[strcspn(text, "\r\n")] = 0;

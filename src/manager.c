@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
@@ -58,6 +59,9 @@ typedef struct Fetch {
         HttpRequest *request;
         uint64_t start_usec;
         struct Fetch *next_waiting; /* continuation queue (next page or 401 retry) */
+        struct Fetch *prev, *next;  /* every live fetch, so that shutdown can abandon them */
+        uint8_t answer_digest[sizeof ((OrderRow) {}).answer_digest]; /* of a first page */
+        bool has_answer_digest;
 } Fetch;
 
 typedef enum Outcome {
@@ -96,6 +100,7 @@ struct Manager {
         size_t hash_size, n_orders, n_watched;
         Heap queues[2];
         Fetch *waiting_head, *waiting_tail;
+        Fetch *fetches;
         size_t in_flight;
 
         Result *results_head, *results_tail;
@@ -119,7 +124,11 @@ struct Manager {
         bool budget_short_logged;
         bool commit_failing;
         uint64_t undelivered;
+        uint64_t once_deadline_usec; /* realtime: when once stops waiting for webhooks */
         int exit_status;
+
+        EVP_MD *sha256;
+        EVP_MD_CTX *digest_ctx;
 };
 
 /* ---- orders and their lookup ---- */
@@ -512,31 +521,35 @@ static int result_build(Manager *m, Order *x, Outcome outcome, Snapshot *snap, l
                         if (!e || result_add_event(res, e) < 0)
                                 goto oom;
                 }
-                _cleanup_free_ char *json = snapshot_to_json(snap);
-                if (!json)
-                        goto oom;
-                if (!row->snapshot_json || !streq(row->snapshot_json, json)) {
-                        _cleanup_(snapshot_freep) Snapshot *old = NULL;
-                        if (row->snapshot_json && snapshot_from_json(row->snapshot_json, &old) < 0)
-                                log_warning("Stored snapshot of order '%s' is unreadable; treating the order as new.",
-                                            oid);
-                        Event **ev = NULL;
-                        size_t n = 0;
-                        r = diff_snapshots(old, snap, c->terminal_statuses, cid, oid, now, row->last_success_usec,
-                                           &ev, &n);
-                        if (r < 0)
-                                goto fail;
-                        for (size_t i = 0; i < n; i++)
-                                if (result_add_event(res, ev[i]) < 0) {
-                                        events_free(ev + i + 1, n - i - 1);
-                                        free(ev);
-                                        goto oom;
-                                }
-                        free(ev);
-                        free(row->snapshot_json);
-                        row->snapshot_json = TAKE_PTR(json);
+                /* snap is NULL when the answer is the one the stored snapshot was made from */
+                if (snap) {
+                        _cleanup_free_ char *json = snapshot_to_json(snap);
+                        if (!json)
+                                goto oom;
+                        if (!row->snapshot_json || !streq(row->snapshot_json, json)) {
+                                _cleanup_(snapshot_freep) Snapshot *old = NULL;
+                                if (row->snapshot_json && snapshot_from_json(row->snapshot_json, &old) < 0)
+                                        log_warning("Stored snapshot of order '%s' is unreadable; "
+                                                    "treating the order as new.",
+                                                    oid);
+                                Event **ev = NULL;
+                                size_t n = 0;
+                                r = diff_snapshots(old, snap, c->terminal_statuses, cid, oid, now,
+                                                   row->last_success_usec, &ev, &n);
+                                if (r < 0)
+                                        goto fail;
+                                for (size_t i = 0; i < n; i++)
+                                        if (result_add_event(res, ev[i]) < 0) {
+                                                events_free(ev + i + 1, n - i - 1);
+                                                free(ev);
+                                                goto oom;
+                                        }
+                                free(ev);
+                                free(row->snapshot_json);
+                                row->snapshot_json = TAKE_PTR(json);
+                        }
+                        row->settled = snapshot_is_settled(snap, c->terminal_statuses);
                 }
-                row->settled = snapshot_is_settled(snap, c->terminal_statuses);
                 row->last_success_usec = now;
                 row->consecutive_failures = 0;
                 row->fetch_failed = row->not_found = false;
@@ -592,6 +605,12 @@ fail:
 static void fetch_free(Fetch *f) {
         if (!f)
                 return;
+        if (f->prev)
+                f->prev->next = f->next;
+        else if (f->m->fetches == f)
+                f->m->fetches = f->next;
+        if (f->next)
+                f->next->prev = f->prev;
         snapshot_free(f->snap);
         free(f->url);
         if (f->headers)
@@ -630,8 +649,13 @@ static void fetch_finish(Manager *m, Fetch *f, Outcome outcome, long http_status
                 log_error_errno(r, "Cannot process the poll of order '%s': %m", x->row.order_id);
                 x->backoff_failures++;
                 schedule_after_result(m, x, true);
-        } else
+        } else {
+                if (outcome == OUTCOME_OK) {
+                        res->row.has_answer_digest = f->has_answer_digest;
+                        memcpy(res->row.answer_digest, f->answer_digest, sizeof f->answer_digest);
+                }
                 result_queue(m, res);
+        }
         fetch_free(f);
 }
 
@@ -670,6 +694,38 @@ static char *error_reason(long status, const HttpResponse *resp, char **ret_code
         return reason;
 }
 
+/* What an answer means depends on its bytes and on the terminal statuses (for "settled"); the
+ * digest covers both, so a changed configuration never reuses an old interpretation. */
+static bool answer_digest(Manager *m, const char *body, size_t size, uint8_t *ret, size_t ret_size) {
+        static const char version[] = "provwatch answer 1";
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned n = 0;
+
+        if (!m->sha256 || !m->digest_ctx || EVP_DigestInit_ex(m->digest_ctx, m->sha256, NULL) != 1 ||
+            EVP_DigestUpdate(m->digest_ctx, version, sizeof version) != 1)
+                return false;
+        for (char **t = m->config->terminal_statuses; t && *t; t++)
+                if (EVP_DigestUpdate(m->digest_ctx, *t, strlen(*t) + 1) != 1)
+                        return false;
+        if (EVP_DigestUpdate(m->digest_ctx, "", 1) != 1 || EVP_DigestUpdate(m->digest_ctx, body, size) != 1 ||
+            EVP_DigestFinal_ex(m->digest_ctx, md, &n) != 1 || n < ret_size)
+                return false;
+        memcpy(ret, md, ret_size);
+        return true;
+}
+
+/* Steady state is the same answer again and again: a first page whose digest matches the stored one
+ * needs no parsing, no snapshot and no diff. Records the digest of a first page in f either way. */
+static bool answer_seen_before(Manager *m, Fetch *f, const HttpResponse *resp) {
+        const OrderRow *row = &f->order->row;
+        if (f->pages != 1)
+                return false;
+        f->has_answer_digest = answer_digest(m, resp->body, resp->body_size, f->answer_digest,
+                                             sizeof f->answer_digest);
+        return f->has_answer_digest && row->has_answer_digest && row->snapshot_json &&
+               memcmp(row->answer_digest, f->answer_digest, sizeof f->answer_digest) == 0;
+}
+
 static void on_page(const HttpResponse *resp, void *userdata) {
         Fetch *f = userdata;
         Manager *m = f->m;
@@ -688,6 +744,10 @@ static void on_page(const HttpResponse *resp, void *userdata) {
                 f->order->keep_request_id = resp->result == CURLE_OPERATION_TIMEDOUT;
                 fetch_finish(m, f, OUTCOME_FAILED, resp->status, reason ? reason : "transport error", NULL,
                              NULL);
+        } else if (resp->status == 200 && answer_seen_before(m, f, resp)) {
+                snapshot_free(f->snap);
+                f->snap = NULL;
+                fetch_finish(m, f, OUTCOME_OK, 200, NULL, NULL, NULL);
         } else if (resp->status == 200) {
                 PcPage page = {};
                 const char *why = NULL;
@@ -698,6 +758,7 @@ static void on_page(const HttpResponse *resp, void *userdata) {
                 } else if (page.next_uri && f->pages >= MAX_PAGES) {
                         fetch_finish(m, f, OUTCOME_FAILED, 200, "more than 100 pages", NULL, NULL);
                 } else if (page.next_uri) {
+                        f->has_answer_digest = false; /* only single-page answers are remembered */
                         free(f->url);
                         f->url = strdup_printf("%s/v%s%s", m->config->endpoint, m->config->api_version,
                                                page.next_uri);
@@ -790,6 +851,10 @@ static int fetch_start(Manager *m, Order *x, const char *token) {
         f->m = m;
         f->order = x;
         f->start_usec = now_monotonic_usec();
+        f->next = m->fetches;
+        if (m->fetches)
+                m->fetches->prev = f;
+        m->fetches = f;
         f->snap = snapshot_new();
         f->url = pc_provisioning_url(m->config->endpoint, m->config->api_version, x->row.customer_id,
                                      x->row.order_id);
@@ -927,7 +992,9 @@ static void manager_stop(Manager *m);
 static void once_check_done(Manager *m) {
         if (!m->polling_done || m->results_head || m->stopping)
                 return;
-        if (!m->webhooks || webhooks_busy(m->webhooks) == 0)
+        /* deliveries follow the normal retry rules until once-timeout: stop early only when no
+         * attempt is left that could happen before it */
+        if (!m->webhooks || webhooks_due_before(m->webhooks, m->once_deadline_usec) == 0)
                 manager_stop(m);
 }
 
@@ -957,6 +1024,7 @@ static void once_order_finished(Manager *m, Order *x, bool failed) {
         for (size_t i = 0; i < m->config->n_webhooks; i++)
                 if (i == 0 || m->config->webhooks[i].once_timeout_usec > timeout)
                         timeout = m->config->webhooks[i].once_timeout_usec;
+        m->once_deadline_usec = now_realtime_usec() + timeout;
         uv_timer_start(&m->once_timer, on_once_timeout, timeout / USEC_PER_MSEC, 0);
         if (m->webhooks)
                 webhooks_kick(m->webhooks);
@@ -1168,13 +1236,18 @@ static void on_shutdown_timer(uv_timer_t *t) {
                 auth_free(m->auth);
                 m->auth = NULL;
         }
-        http_free(m->http);
-        m->http = NULL;
-        for (Fetch *f = m->waiting_head, *n; f; f = n) {
-                n = f->next_waiting;
+        /* abandon polls in flight or waiting for their next page: their orders keep the old state */
+        while (m->fetches) {
+                Fetch *f = m->fetches;
+                if (f->request)
+                        http_cancel(m->http, f->request);
+                f->order->in_flight = false;
                 fetch_free(f);
         }
         m->waiting_head = m->waiting_tail = NULL;
+        m->in_flight = 0;
+        http_free(m->http);
+        m->http = NULL;
         update_status(m);
         close_handle((uv_handle_t *) &m->dispatch_timer);
         close_handle((uv_handle_t *) &m->status_timer);
@@ -1269,6 +1342,10 @@ int manager_new(uv_loop_t *loop, Config *config, const ManagerOptions *options, 
         m->orders_dir_watch.data = m;
         *ret = m; /* from here on manager_free() cleans up */
 
+        /* without a digest every answer is parsed, which is merely slower */
+        m->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+        m->digest_ctx = EVP_MD_CTX_new();
+
         int r = budget_init(&m->budget, config->max_requests_per_minute);
         if (r < 0)
                 return log_oom();
@@ -1352,6 +1429,8 @@ Manager *manager_free(Manager *m) {
                 }
         free(m->hash);
         budget_done(&m->budget);
+        EVP_MD_CTX_free(m->digest_ctx);
+        EVP_MD_free(m->sha256);
         store_free(m->store);
         config_free(m->config);
         free(m);

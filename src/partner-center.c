@@ -737,23 +737,52 @@ char *pc_token_request_body(const char *grant_type, const char *refresh_token, c
         return memstream_finish(f, &buf, &size);
 }
 
+static size_t escaped_size(const char *s) {
+        size_t n = 0;
+        for (const char *p = s; *p; p++)
+                n += char_is_unreserved(*p) ? 1 : 3;
+        return n;
+}
+
+static char *put_escaped(char *out, const char *s) {
+        static const char hex[] = "0123456789ABCDEF";
+        for (const char *p = s; *p; p++) {
+                if (char_is_unreserved(*p))
+                        *out++ = *p;
+                else {
+                        *out++ = '%';
+                        *out++ = hex[(unsigned char) *p >> 4];
+                        *out++ = hex[(unsigned char) *p & 15];
+                }
+        }
+        return out;
+}
+
+static char *put_string(char *out, const char *s, size_t n) {
+        memcpy(out, s, n);
+        return out + n;
+}
+
+/* Built once per poll, so without stdio. */
 char *pc_provisioning_url(const char *endpoint, const char *api_version, const char *customer_id,
                           const char *order_id) {
-        char *buf = NULL;
-        size_t size = 0, n = strlen(endpoint);
-        FILE *f;
+        static const char customers[] = "/customers/", orders[] = "/orders/", tail[] = "/provisioningstatus";
+        size_t n = strlen(endpoint);
 
         while (n > 0 && endpoint[n - 1] == '/')
                 n--;
-        f = open_memstream(&buf, &size);
-        if (!f)
+        size_t size = n + 2 + escaped_size(api_version) + sizeof customers - 1 + escaped_size(customer_id) +
+                      sizeof orders - 1 + escaped_size(order_id) + sizeof tail;
+        char *buf = malloc(size), *p = buf;
+        if (!buf)
                 return NULL;
-        fprintf(f, "%.*s/v", (int) n, endpoint);
-        fputs_escaped(f, api_version);
-        fputs("/customers/", f);
-        fputs_escaped(f, customer_id);
-        fputs("/orders/", f);
-        fputs_escaped(f, order_id);
-        fputs("/provisioningstatus", f);
-        return memstream_finish(f, &buf, &size);
+        p = put_string(p, endpoint, n);
+        p = put_string(p, "/v", 2);
+        p = put_escaped(p, api_version);
+        p = put_string(p, customers, sizeof customers - 1);
+        p = put_escaped(p, customer_id);
+        p = put_string(p, orders, sizeof orders - 1);
+        p = put_escaped(p, order_id);
+        p = put_string(p, tail, sizeof tail); /* with the NUL */
+        return buf;
 }

@@ -73,6 +73,8 @@ static const char *const schema_upgrades[] = {
         "CREATE TABLE kv ("
         "        key TEXT PRIMARY KEY NOT NULL,"
         "        value TEXT NOT NULL);",
+        /* 2: see OrderRow.answer_digest */
+        "ALTER TABLE orders ADD COLUMN answer_digest BLOB;",
 };
 
 #define STORE_SCHEMA_VERSION ((int64_t) ELEMENTSOF(schema_upgrades))
@@ -106,7 +108,8 @@ typedef enum StoreStatement {
 
 #define ORDER_COLUMNS                                                                                    \
         "customer_id, order_id, snapshot, last_poll, last_success, next_poll, not_found_since, "         \
-        "consecutive_failures, fetch_failed, not_found, settled, last_http_status, last_error"
+        "consecutive_failures, fetch_failed, not_found, settled, last_http_status, last_error, "          \
+        "answer_digest"
 
 static const char *const statement_sql[_STMT_MAX] = {
         [STMT_BEGIN] = "BEGIN IMMEDIATE",
@@ -116,7 +119,7 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_RELEASE] = "RELEASE store_op",
         [STMT_ROLLBACK_TO] = "ROLLBACK TO store_op",
         [STMT_PUT_ORDER] = "INSERT INTO orders (" ORDER_COLUMNS ") "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
                            "ON CONFLICT (customer_id, order_id) DO UPDATE SET "
                            "snapshot = excluded.snapshot, last_poll = excluded.last_poll, "
                            "last_success = excluded.last_success, next_poll = excluded.next_poll, "
@@ -124,7 +127,7 @@ static const char *const statement_sql[_STMT_MAX] = {
                            "consecutive_failures = excluded.consecutive_failures, "
                            "fetch_failed = excluded.fetch_failed, not_found = excluded.not_found, "
                            "settled = excluded.settled, last_http_status = excluded.last_http_status, "
-                           "last_error = excluded.last_error",
+                           "last_error = excluded.last_error, answer_digest = excluded.answer_digest",
         [STMT_GET_ORDER] = "SELECT " ORDER_COLUMNS " FROM orders WHERE customer_id = ?1 AND order_id = ?2",
         [STMT_LIST_ORDERS] = "SELECT " ORDER_COLUMNS " FROM orders ORDER BY customer_id, order_id",
         [STMT_ADD_EVENT] = "INSERT INTO events (event_id, event_type, customer_id, order_id, created, body) "
@@ -402,6 +405,11 @@ static int order_row_from_statement(sqlite3_stmt *st, OrderRow *ret) {
                 .last_http_status = (long) sqlite3_column_int64(st, 11),
         };
 
+        const void *digest = sqlite3_column_type(st, 13) == SQLITE_BLOB ? sqlite3_column_blob(st, 13) : NULL;
+        if (digest && sqlite3_column_bytes(st, 13) == (int) sizeof row.answer_digest) {
+                memcpy(row.answer_digest, digest, sizeof row.answer_digest);
+                row.has_answer_digest = true;
+        }
         if (column_strdup(st, 0, &row.customer_id) < 0 || column_strdup(st, 1, &row.order_id) < 0 ||
             column_strdup(st, 2, &row.snapshot_json) < 0 || column_strdup(st, 12, &row.last_error) < 0 ||
             !row.customer_id || !row.order_id) {
@@ -723,6 +731,11 @@ int store_put_order(Store *s, const OrderRow *row) {
                        row->last_error);
         if (r < 0)
                 return r;
+        int rc = row->has_answer_digest
+                         ? sqlite3_bind_blob(st, 14, row->answer_digest, sizeof row->answer_digest, SQLITE_STATIC)
+                         : sqlite3_bind_null(st, 14);
+        if (rc != SQLITE_OK)
+                return store_fail(s, rc);
         return store_step_done(s, st);
 }
 

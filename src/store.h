@@ -42,6 +42,10 @@ typedef struct OrderRow {
         bool settled;
         long last_http_status;
         char *last_error; /* NULL when the last poll was good */
+        /* Identifies the answer snapshot_json was made from (see the manager): the same answer again
+         * need not be parsed. Only for an answer of one page. */
+        uint8_t answer_digest[16];
+        bool has_answer_digest;
 } OrderRow;
 
 void order_row_done(OrderRow *r);

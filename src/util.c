@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -37,16 +38,45 @@ char *format_rfc3339(char *buf, size_t size, uint64_t realtime_usec) {
         return buf;
 }
 
+/* Every poll makes two UUIDs. RAND_bytes() costs a getpid() and a DRBG round each time, so random
+ * bytes come from OpenSSL in blocks; a fork empties the block, so a child never repeats the parent's. */
+static _Thread_local struct {
+        uint8_t bytes[1024];
+        size_t used;
+} uuid_pool = { .used = sizeof uuid_pool.bytes };
+
+static void uuid_pool_forget(void) {
+        explicit_bzero(uuid_pool.bytes, sizeof uuid_pool.bytes);
+        uuid_pool.used = sizeof uuid_pool.bytes;
+}
+
+static void uuid_register_atfork(void) {
+        (void) pthread_atfork(NULL, NULL, uuid_pool_forget);
+}
+
 int uuid_random(char buf[static 37]) {
+        static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+        static const char hex[] = "0123456789abcdef";
         uint8_t b[16];
-        if (RAND_bytes(b, sizeof b) != 1)
-                return -EIO;
+
+        if (uuid_pool.used + sizeof b > sizeof uuid_pool.bytes) {
+                (void) pthread_once(&atfork_once, uuid_register_atfork);
+                if (RAND_bytes(uuid_pool.bytes, sizeof uuid_pool.bytes) != 1)
+                        return -EIO;
+                uuid_pool.used = 0;
+        }
+        memcpy(b, uuid_pool.bytes + uuid_pool.used, sizeof b);
+        uuid_pool.used += sizeof b;
         b[6] = (uint8_t) ((b[6] & 0x0f) | 0x40);
         b[8] = (uint8_t) ((b[8] & 0x3f) | 0x80);
-        snprintf(buf, 37,
-                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-                 b[14], b[15]);
+        char *p = buf;
+        for (size_t i = 0; i < sizeof b; i++) {
+                if (i == 4 || i == 6 || i == 8 || i == 10)
+                        *p++ = '-';
+                *p++ = hex[b[i] >> 4];
+                *p++ = hex[b[i] & 15];
+        }
+        *p = 0;
         return 0;
 }
 

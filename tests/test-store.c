@@ -187,7 +187,7 @@ static void test_open_create_reopen(void **state) {
         assert_int_equal(db_int(db, "PRAGMA synchronous"), 1); /* NORMAL */
         assert_int_equal(db_int(db, "PRAGMA foreign_keys"), 1);
         assert_int_equal(db_int(db, "PRAGMA busy_timeout"), 5000);
-        assert_int_equal(db_int(db, "PRAGMA user_version"), 1);
+        assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
 
         put_order(s, "c", "o", "{}");
         assert_int_equal(store_kv_set(s, "k", "v"), 0);
@@ -236,9 +236,13 @@ static void test_orders_roundtrip(void **state) {
                 .settled = true,
                 .last_http_status = 503,
                 .last_error = (char *) "HTTP 503: 'Service Unavailable'",
+                .answer_digest = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0},
+                .has_answer_digest = true,
         };
         assert_int_equal(store_put_order(s, &row), 0);
         assert_int_equal(store_get_order(s, row.customer_id, row.order_id, &got), 0);
+        assert_true(got.has_answer_digest);
+        assert_memory_equal(got.answer_digest, row.answer_digest, sizeof row.answer_digest);
         assert_string_equal(got.customer_id, row.customer_id);
         assert_string_equal(got.order_id, row.order_id);
         assert_string_equal(got.snapshot_json, row.snapshot_json);
@@ -264,8 +268,10 @@ static void test_orders_roundtrip(void **state) {
         row.not_found = true;
         row.consecutive_failures = 0;
         row.last_http_status = 0;
+        row.has_answer_digest = false;
         assert_int_equal(store_put_order(s, &row), 0);
         assert_int_equal(store_get_order(s, row.customer_id, row.order_id, &got), 0);
+        assert_false(got.has_answer_digest);
         assert_null(got.snapshot_json);
         assert_null(got.last_error);
         assert_true(got.next_poll_usec == USEC_INFINITY);
@@ -1085,12 +1091,25 @@ static void test_schema_version(void **state) {
         /* left as it was */
         assert_int_equal(raw_int(t->dir, "PRAGMA user_version"), 99);
 
-        raw_exec(t->dir, "PRAGMA user_version = 1; PRAGMA application_id = 42");
+        raw_exec(t->dir, "PRAGMA user_version = 2; PRAGMA application_id = 42");
         assert_int_equal(store_open(t->dir, STORE_READ_WRITE, &s), -EPROTO);
         assert_non_null(strstr(store_error(NULL), "Not a provwatch database"));
 
         raw_exec(t->dir, "PRAGMA application_id = 0");
         s = open_rw(t->dir);
+        put_order(s, "c", "o", "{}");
+        store_free(s);
+
+        /* a version 1 database (no answer_digest) is upgraded in place, its rows kept */
+        raw_exec(t->dir, "ALTER TABLE orders DROP COLUMN answer_digest; PRAGMA user_version = 1");
+        assert_int_equal(store_open(t->dir, STORE_READ_ONLY, &s), -EPROTO);
+        s = open_rw(t->dir);
+        assert_int_equal(raw_int(t->dir, "PRAGMA user_version"), 2);
+        OrderRow row = {};
+        assert_int_equal(store_get_order(s, "c", "o", &row), 0);
+        assert_string_equal(row.snapshot_json, "{}");
+        assert_false(row.has_answer_digest);
+        order_row_done(&row);
         store_free(s);
 }
 
