@@ -1107,22 +1107,41 @@ static void reschedule_all(Manager *m) {
                                 order_enqueue(m, x, order_initial_due(m, x, now_mono, now_rt));
 }
 
+/* The configuration parser reports problems on a FILE*; at run time each line becomes a log entry. */
+typedef struct ErrorLog {
+        FILE *f;
+        char *text;
+        size_t size;
+} ErrorLog;
+
+static int error_log_open(ErrorLog *el) {
+        *el = (ErrorLog) {};
+        el->f = open_memstream(&el->text, &el->size);
+        return el->f ? 0 : -ENOMEM;
+}
+
+static void error_log_flush(ErrorLog *el) {
+        if (el->f)
+                fclose(el->f);
+        char *save = NULL;
+        for (char *line = el->text ? strtok_r(el->text, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
+                log_error("%s", line);
+        free(el->text);
+        *el = (ErrorLog) {};
+}
+
 static void orders_dir_start_watch(Manager *m);
 
 static void on_orders_dir_settled(uv_timer_t *t) {
         Manager *m = t->data;
-        char *errs = NULL;
-        size_t errs_size = 0;
-        FILE *err = open_memstream(&errs, &errs_size);
+        ErrorLog el;
         OrderRef *orders = NULL;
         size_t n = 0;
-        int r = err ? config_read_orders_dir(m->config->orders_dir, err, &orders, &n) : -ENOMEM;
-        if (err)
-                fclose(err);
+        int r = error_log_open(&el);
+        if (r >= 0)
+                r = config_read_orders_dir(m->config->orders_dir, el.f, &orders, &n);
+        error_log_flush(&el);
         if (r < 0) {
-                char *save = NULL;
-                for (char *line = errs ? strtok_r(errs, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
-                        log_error("%s", line);
                 log_error_errno(r, "Not applying the changed orders in '%s': %m", m->config->orders_dir);
         } else {
                 r = manager_apply_config_orders(m, orders, n);
@@ -1130,7 +1149,6 @@ static void on_orders_dir_settled(uv_timer_t *t) {
                 dispatch(m);
         }
         order_refs_free(orders, n);
-        free(errs);
 }
 
 static void on_orders_dir_change(uv_fs_event_t *h, const char *filename, int events, int status) {
@@ -1173,23 +1191,17 @@ static void manager_reload(Manager *m) {
         sd_notifyf(0, "RELOADING=1\n%s", buf);
         log_info("Reloading configuration from '%s'.", m->options.config_path);
 
-        char *errs = NULL;
-        size_t errs_size = 0;
-        FILE *err = open_memstream(&errs, &errs_size);
+        ErrorLog el;
         Config *c = NULL;
-        int r = err ? config_load(m->options.config_path, err, &c) : -ENOMEM;
-        if (err)
-                fclose(err);
+        int r = error_log_open(&el);
+        if (r >= 0)
+                r = config_load(m->options.config_path, el.f, &c);
+        error_log_flush(&el);
         if (r < 0) {
-                char *save = NULL;
-                for (char *line = errs ? strtok_r(errs, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
-                        log_error("%s", line);
                 log_error("The new configuration is invalid; keeping the one in force.");
-                free(errs);
                 sd_notify(0, "READY=1");
                 return;
         }
-        free(errs);
         if (!streq(c->state_directory, m->config->state_directory))
                 log_warning("[state] directory changed; this takes a restart. Keeping '%s'.",
                             m->config->state_directory);
