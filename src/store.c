@@ -514,7 +514,7 @@ static int store_check_identity(Store *s, int64_t *ret_version) {
 /* Creates or upgrades the schema in one transaction; BEGIN IMMEDIATE makes a second process
  * opening the same fresh database wait instead of racing us. */
 static int store_upgrade_schema(Store *s) {
-        int64_t version;
+        int64_t version = 0;
         int rc, r;
 
         rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);

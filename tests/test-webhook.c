@@ -365,6 +365,11 @@ static bool all_delivered(Ctx *c) {
         return depth(c) == 0 && webhooks_busy(c->w) == 0;
 }
 
+/* every order but window0 (300 events, refused) is through: none waited behind it */
+static bool only_window0_left(Ctx *c) {
+        return depth(c) == 300;
+}
+
 static bool idle_reported(Ctx *c) {
         return c->idle_calls > 0;
 }
@@ -493,7 +498,8 @@ static void test_window_no_head_of_line_blocking(void **state) {
         if (!rx_available)
                 skip();
         ctx_init(&c, rx.port, TEST_SECRET, "window");
-        receiver_control(&rx, "{\"mode\":\"status\",\"status\":503,\"retry_after\":4,\"count\":1,"
+        /* window0 is refused until every other order got through: no timing involved */
+        receiver_control(&rx, "{\"mode\":\"status\",\"status\":503,\"retry_after\":1,"
                               "\"order\":\"window0\"}");
         for (unsigned k = 0; k < 300; k++)
                 add_event(&c, "window0", k);
@@ -504,6 +510,8 @@ static void test_window_no_head_of_line_blocking(void **state) {
                         add_event(&c, order, k);
                 }
         ctx_start(&c);
+        assert_true(run_until(&c, only_window0_left, 180));
+        receiver_control(&rx, "{\"mode\":\"ok\"}");
         assert_true(run_until(&c, all_delivered, 180));
 
         json_object *log = receiver_log(&rx, "window");
@@ -526,7 +534,7 @@ static void test_window_no_head_of_line_blocking(void **state) {
         assert_true(i < n);
         assert_int_equal(entry_k(json_object_array_get_idx(log, i)), 0);
         assert_true(late_orders > 0);
-        assert_int_equal(count_answered(log, 503), 1);
+        assert_true(count_answered(log, 503) >= 1);
         json_object_put(log);
         ctx_done(&c);
 }
