@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Secrets never leak: a full life (check-config, once, run with token renewals, a 401, an
+invalid_grant, a reload, webhooks with a signing secret and a bearer header, status, debug logging)
+with distinctive secret values, then every log line, printed event and command output is searched
+for each of them, and for the simulator's token patterns (access tokens at-N-HEX, rotated refresh
+tokens rt-N-HEX). Also: a secret file readable by others draws a warning naming it; 0600 does not."""
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+
+from harness import HERE, Daemon, Env, Failure, Sim, check, main, run, run_once, wait_until
+
+ACCESS_TOKEN = re.compile(r"at-\d+-[0-9a-f]{16}")
+ROTATED_REFRESH_TOKEN = re.compile(r"rt-\d+-[0-9a-f]{16}")
+
+SCENARIO = {"orders": [
+    {"customer": "c1", "order": f"o{i}", "manual": True, "line_items": [
+        {"number": 0, "olid": 0, "steps": [
+            {"status": "prefulfillmentpending", "quantities": {"prefulfillmentpending": 3}},
+            {"status": "prefulfillmentpending", "quantities": {"fulfilled": 1, "prefulfillmentpending": 2}},
+            {"status": "prefulfillmentpending", "quantities": {"fulfilled": 2, "prefulfillmentpending": 1}},
+            {"status": "fulfilled", "quantities": {"fulfilled": 3}}]}]}
+    for i in (1, 2)]}
+
+
+class Receiver:
+    """tests/webhook_receiver.py as a subprocess; its log file is the record of every attempt."""
+
+    def __init__(self, workdir: str, secret: str):
+        self.log_path = os.path.join(workdir, "receiver.log")
+        port_file = os.path.join(workdir, "receiver.port")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "webhook_receiver.py"), "--port-file",
+                                      port_file, "--log", self.log_path, "--secret", secret],
+                                     stdin=subprocess.DEVNULL)
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise Failure(f"webhook receiver exited with {self.proc.returncode}")
+            return os.path.exists(port_file)
+
+        wait_until(ready, 20, "the webhook receiver to listen")
+        with open(port_file, encoding="utf-8") as f:
+            self.url = f"http://127.0.0.1:{int(f.read())}/hook"
+
+    def attempts(self) -> list[dict]:
+        with open(self.log_path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f.read().split("\n")[:-1] if line]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def distinctive(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def changed(order):
+    return lambda e: e["type"] == "provwatch.lineitem.changed" and e["data"]["order_id"] == order
+
+
+def test_no_secret_in_any_output():
+    env = Env("secrets")
+    client_secret = distinctive("client-secret")
+    initial_refresh = distinctive("initial-refresh")
+    webhook_secret = distinctive("webhook-key")
+    bearer = distinctive("receiver-bearer")
+    env.write("client-secret", client_secret + "\n", 0o600)
+    env.write("refresh-token", initial_refresh + "\n", 0o600)
+    env.write("webhook-secret", webhook_secret + "\n", 0o600)
+    # tokens live 4 s: provwatch renews them several times during the run
+    sim = Sim(env.dir, "--client-secret", client_secret, "--refresh-token", initial_refresh, "--token-ttl", "4",
+              "--strict-rotation", scenario=SCENARIO)
+    receiver = Receiver(env.dir, webhook_secret)
+    debug = {"PROVWATCH_DEBUG": "1"}
+    outputs = {}  # what provwatch wrote, by where it came from
+    refresh_tokens = {initial_refresh}
+    d = None
+    try:
+        hook = (f"\n[webhook]\nurl = {receiver.url}\nsecret-file = {env.dir}/webhook-secret\n"
+                f"header = Authorization: Bearer {bearer}\n")
+        orders = [("c1", "o1"), ("c1", "o2")]
+        cfg = env.config(sim, orders, poll={"interval": "1s"}, extra=hook)
+
+        p = run(["-c", cfg, "check-config"], env=debug)
+        check(p.returncode == 0, f"check-config: {p.returncode} {p.stderr}")
+        outputs["check-config stdout"], outputs["check-config stderr"] = p.stdout, p.stderr
+
+        rc, events, err = run_once(cfg, env=debug)
+        check(rc == 0 and len(events) == 2, f"once: {rc} {events} {err}")
+        outputs["once stdout"] = "\n".join(json.dumps(e) for e in events)
+        outputs["once stderr"] = err
+        check("debug: " in err, "debug logging is on")
+        refresh_tokens.add(sim.control("GET", "refresh-token")["refresh_token"])
+
+        d = Daemon(cfg, env=debug)
+        n = len(d.all_events)
+        sim.control("POST", "advance", {"customer": "c1", "order": "o1"})
+        d.wait_event(changed("o1"), 20, "o1 changed")
+        # renewals ahead of expiry
+        t0 = len(sim.requests(kind="token"))
+        wait_until(lambda: len(sim.requests(kind="token")) >= t0 + 2, 20, "two token renewals")
+        refresh_tokens.add(sim.control("GET", "refresh-token")["refresh_token"])
+        # a 401: every access token expires at once
+        idx = sim.control("GET", "requests?since=0")["next"]
+        sim.control("POST", "tokens/expire")
+        wait_until(lambda: any(r["status"] == 401 for r in sim.requests(idx)), 20, "a 401")
+        # an invalid_grant, then the endpoint works again
+        sim.fault(target="token", kind="invalid_grant", count=1)
+        sim.control("POST", "tokens/expire")
+        wait_until(lambda: "invalid_grant" in d.log(), 20, "the invalid_grant logged")
+        n = len(d.all_events)
+        sim.control("POST", "advance", {"customer": "c1", "order": "o2"})
+        d.wait_event(changed("o2"), 30, "o2 changed after the invalid_grant", n)
+        refresh_tokens.add(sim.control("GET", "refresh-token")["refresh_token"])
+        # a reload, then more changes
+        env.config(sim, orders, poll={"interval": "2s"}, extra=hook)
+        d.send(signal.SIGHUP)
+        wait_until(lambda: "Reloading configuration" in d.log(), 10, "the reload")
+        n = len(d.all_events)
+        sim.control("POST", "advance", {"customer": "c1", "order": "o1"})
+        d.wait_event(changed("o1"), 20, "o1 changed after the reload", n)
+        ids = {e["id"] for e in d.all_events}
+        wait_until(lambda: ids <= {a["id"] for a in receiver.attempts() if a["answered"] == 204}, 20,
+                   "every event delivered to the webhook")
+        check(d.stop() == 0, "clean exit")
+        outputs["run stdout"] = "\n".join(json.dumps(e) for e in d.all_events)
+        outputs["run stderr"] = d.log()
+        refresh_tokens.add(sim.control("GET", "refresh-token")["refresh_token"])
+
+        for args in (["status"], ["status", "--json"]):
+            p = run(["-c", cfg] + args, env=debug)
+            check(p.returncode == 0, f"{args}: {p.returncode} {p.stderr}")
+            outputs[" ".join(args) + " stdout"], outputs[" ".join(args) + " stderr"] = p.stdout, p.stderr
+
+        # the run really exercised what it should
+        toks = sim.requests(kind="token")
+        check(len(toks) >= 5, f"only {len(toks)} token requests")
+        check(any(t["result"] == "fault" for t in toks), "no invalid_grant was answered")
+        check(len(refresh_tokens) >= 4, f"refresh tokens seen: {len(refresh_tokens)}")
+        deliveries = receiver.attempts()
+        check(deliveries and all(a["signature_ok"] for a in deliveries), "webhooks are signed with the secret")
+        check(all(a["headers"].get("Authorization") == f"Bearer {bearer}" for a in deliveries),
+              "the bearer header reaches the receiver")
+
+        found = []
+        for where, text in outputs.items():
+            for name, value in (("client secret", client_secret), ("webhook secret", webhook_secret),
+                                ("bearer header value", bearer)):
+                if value in text:
+                    found.append(f"{name} in {where}")
+            for rt in refresh_tokens:
+                if rt and rt in text:
+                    found.append(f"refresh token {rt[:12]}… in {where}")
+            for pattern, name in ((ACCESS_TOKEN, "access token"), (ROTATED_REFRESH_TOKEN, "rotated refresh token")):
+                for m in pattern.finditer(text):
+                    found.append(f"{name} {m.group(0)[:8]}… in {where}")
+        check(not found, "secrets in the output:\n" + "\n".join(found))
+    finally:
+        if d and d.proc.poll() is None:
+            d.stop(signal.SIGKILL)
+        receiver.stop()
+        sim.stop()
+        env.cleanup()
+
+
+def test_secret_file_modes():
+    env = Env("secret-modes")
+    sim = Sim(env.dir, scenario=SCENARIO)
+    try:
+        hook = f"\n[webhook]\nurl = http://127.0.0.1:9/hook\nsecret-file = {env.dir}/webhook-secret\n"
+        cfg = env.config(sim, [("c1", "o1")], extra=hook)
+        files = {"client-secret": 0o644, "refresh-token": 0o640, "webhook-secret": 0o604}
+        env.write("webhook-secret", "whsec_" + "c2VjcmV0LWtleQ==" + "\n", 0o600)
+        for name, mode in files.items():
+            os.chmod(os.path.join(env.dir, name), mode)
+        p = run(["-c", cfg, "check-config"])
+        check(p.returncode == 0, f"check-config: {p.returncode} {p.stderr}")
+        for name in files:
+            line = f"provwatch: warning: {env.dir}/{name} is accessible by other users; secrets should be mode 0600"
+            check(line in p.stderr, f"no warning for {name}: {p.stderr!r}")
+        check(p.stdout and "accessible" not in p.stdout, "warnings go to stderr, not stdout")
+        rc, _, err = run_once(cfg)
+        check(f"{env.dir}/client-secret is accessible by other users" in err, f"once warns too: {err}")
+        for name in files:
+            os.chmod(os.path.join(env.dir, name), 0o600)
+        p = run(["-c", cfg, "check-config"])
+        check(p.returncode == 0 and "accessible" not in p.stderr, f"0600 draws a warning: {p.stderr!r}")
+    finally:
+        sim.stop()
+        env.cleanup()
+
+
+if __name__ == "__main__":
+    main([test_no_secret_in_any_output, test_secret_file_modes])
