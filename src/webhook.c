@@ -24,6 +24,7 @@
 
 #define WINDOW_MAX 256u /* queue rows in memory per endpoint */
 #define QUEUE_PAGE_SIZE 256u
+#define QUEUE_PAGE_MIN 16u /* pages are sized to what is wanted: every row read is copied, body and all */
 #define CONCURRENCY_MAX 4u /* requests in flight per endpoint */
 #define STORE_RETRY_USEC (5 * USEC_PER_SEC)
 #define RESPONSE_MAX_BODY (64u * 1024u) /* receivers' answers are not used */
@@ -425,8 +426,11 @@ static int endpoint_fill(Endpoint *e) {
         while (r >= 0 && !e->at_end && e->n_rows < WINDOW_MAX) {
                 QueuedEvent *page = NULL;
                 size_t n = 0, i;
+                /* after a delivery there is room for one row: a whole page would be read and copied
+                 * to admit it */
+                size_t limit = WINDOW_MAX - e->n_rows < QUEUE_PAGE_MIN ? QUEUE_PAGE_MIN : WINDOW_MAX - e->n_rows;
 
-                r = store_queue_list(store, e->name, e->cursor, QUEUE_PAGE_SIZE, &page, &n);
+                r = store_queue_list(store, e->name, e->cursor, limit, &page, &n);
                 if (r < 0)
                         return r;
                 for (i = 0; i < n && e->n_rows < WINDOW_MAX; i++) {
@@ -449,7 +453,7 @@ static int endpoint_fill(Endpoint *e) {
                         }
                         e->cursor = seq;
                 }
-                if (r >= 0 && i == n && n < QUEUE_PAGE_SIZE)
+                if (r >= 0 && i == n && n < limit)
                         e->at_end = true;
                 queued_events_free(page, n);
         }
@@ -460,16 +464,19 @@ static int endpoint_fill(Endpoint *e) {
  * scan_after, which lies at or below the cursor. */
 static int endpoint_scan_order(Endpoint *e, OrderTrack *t) {
         Store *store = e->webhooks->store;
+        size_t limit = QUEUE_PAGE_MIN; /* the next event of an order is often close: growing pages */
 
         while (!t->head && t->n_skipped > 0) {
                 QueuedEvent *page = NULL;
                 size_t n = 0;
                 int r;
 
-                r = store_queue_list(store, e->name, t->scan_after, QUEUE_PAGE_SIZE, &page, &n);
+                r = store_queue_list(store, e->name, t->scan_after, limit, &page, &n);
                 if (r < 0)
                         return r;
-                bool end = n < QUEUE_PAGE_SIZE;
+                bool end = n < limit;
+                if (limit < QUEUE_PAGE_SIZE)
+                        limit *= 2;
                 for (size_t i = 0; i < n; i++) {
                         QueuedEvent *q = &page[i];
                         if (q->seq > e->cursor) {

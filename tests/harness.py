@@ -196,6 +196,7 @@ class Daemon:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=e,
                                      stdin=subprocess.DEVNULL)
         self.all_events: list[dict] = []
+        self.printed_at: dict[str, float] = {}  # event id -> time.monotonic() its line arrived (after its commit)
         self.cond = threading.Condition()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -203,10 +204,12 @@ class Daemon:
     def _read(self) -> None:
         assert self.proc.stdout
         for line in self.proc.stdout:
+            now = time.monotonic()
             line = line.strip()
             if line:
                 ev = json.loads(line)
                 with self.cond:
+                    self.printed_at.setdefault(ev.get("id"), now)
                     self.all_events.append(ev)
                     self.cond.notify_all()
 
@@ -250,6 +253,65 @@ class Daemon:
         self.reader.join(5)
         self.stderr.close()
         return self.proc.returncode
+
+
+class WebhookReceiver:
+    """tests/webhook_receiver.py in the background; its log file records every attempt, and can be
+    read after the receiver stopped."""
+
+    def __init__(self, workdir: str, name: str, secret: Optional[str] = None, secret_file: Optional[str] = None):
+        self.log_path = os.path.join(workdir, f"receiver-{name}.log")
+        port_file = os.path.join(workdir, f"receiver-{name}.port")
+        cmd = [sys.executable, os.path.join(HERE, "webhook_receiver.py"), "--port-file", port_file,
+               "--log", self.log_path]
+        if secret is not None:
+            cmd += ["--secret", secret]
+        if secret_file is not None:
+            cmd += ["--secret-file", secret_file]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise Failure(f"receiver {name} exited with {self.proc.returncode}")
+            return os.path.exists(port_file)
+
+        wait_until(ready, 20, f"receiver {name} to listen")
+        with open(port_file, encoding="utf-8") as f:
+            self.port = int(f.read())
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+
+    def control(self, **mode: Any) -> None:
+        """POST /_control: e.g. control(mode="status", status=503, retry_after=2, count=3), control(hang=5)."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/_control", data=json.dumps(mode).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            r.read()
+
+    def attempts(self) -> list[dict]:
+        """Every request recorded so far, in the order answered (a line being written is left out)."""
+        with open(self.log_path, encoding="utf-8") as f:
+            text = f.read()
+        return [json.loads(line) for line in text.split("\n")[:-1] if line]
+
+    def delivered(self) -> list[dict]:
+        """The attempts answered 2xx."""
+        return [a for a in self.attempts() if 200 <= a["answered"] < 300]
+
+    def delivered_ids(self) -> set:
+        return {a["id"] for a in self.delivered()}
+
+    def wait_delivered(self, ids: Any, timeout: float, what: str) -> None:
+        ids = set(ids)
+        wait_until(lambda: ids <= self.delivered_ids(), timeout, what, interval=0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
 
 
 def main(tests: list[Callable[[], None]]) -> None:

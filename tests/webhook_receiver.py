@@ -5,11 +5,14 @@
 Every POST (other than /_control) is verified as a Standard Webhooks 1.0 delivery of a CloudEvent in
 structured mode and recorded as one JSON line in --log:
 
-  {"id", "timestamp", "signature_ok", "type", "subject", "order", "body", "received",
-   "answered", "problems"}
+  {"id", "timestamp", "signature_ok", "type", "subject", "order", "body", "received", "mono",
+   "headers", "answered", "problems"}
 
 "signature_ok" is null when no secret was given. "problems" lists what else was wrong (empty when
-all is well); "answered" is the HTTP status sent back.
+all is well); "answered" is the HTTP status sent back. "received" is the Unix time of the answer
+(after any hang); "mono" the CLOCK_MONOTONIC time (time.monotonic(), system-wide) at which the
+request had been read, for latencies measured against other processes; "headers" the request
+headers, {name: value}.
 
 Control, at run time:
   POST /_control {"mode": "ok"}                         answer 204 (the default)
@@ -148,6 +151,7 @@ class Handler(BaseHTTPRequestHandler):
         self.delivery(state, body)
 
     def delivery(self, state, body):
+        mono = time.monotonic()
         h = self.headers
         problems = []
         msg_id, timestamp = h.get("webhook-id", ""), h.get("webhook-timestamp", "")
@@ -197,6 +201,8 @@ class Handler(BaseHTTPRequestHandler):
             "order": data.get("order_id"),
             "body": event,
             "received": time.time(),
+            "mono": mono,
+            "headers": dict(h.items()),
             "answered": status,
             "problems": problems,
         })
