@@ -8,6 +8,7 @@
 #include "log.h"
 
 #define HTTP_DEFAULT_MAX_BODY (8u * 1024u * 1024u)
+#define HTTP_SPARE_HANDLES 256
 
 struct HttpRequest {
         Http *http;
@@ -40,6 +41,10 @@ struct Http {
         SocketContext *sockets; /* with an open uv_poll */
         unsigned open_handles; /* uv handles not yet closed, incl. the timer */
         bool freeing;
+        /* Finished easy handles, reset, for the next requests: creating one per request allocates
+         * and frees its buffers every time. */
+        CURL *spare[HTTP_SPARE_HANDLES];
+        size_t n_spare;
 };
 
 static void http_maybe_release(Http *h) {
@@ -75,7 +80,10 @@ static void socket_context_close(Http *h, SocketContext *c) {
 static void request_free(HttpRequest *r) {
         if (!r)
                 return;
-        if (r->easy)
+        if (r->easy && r->http && !r->http->freeing && r->http->n_spare < HTTP_SPARE_HANDLES) {
+                curl_easy_reset(r->easy);
+                r->http->spare[r->http->n_spare++] = r->easy;
+        } else if (r->easy)
                 curl_easy_cleanup(r->easy);
         curl_slist_free_all(r->headers);
         free(r->post_body);
@@ -261,6 +269,8 @@ void http_free(Http *h) {
          * left are closed below. */
         curl_multi_cleanup(h->multi);
         h->multi = NULL;
+        while (h->n_spare > 0)
+                curl_easy_cleanup(h->spare[--h->n_spare]);
         while (h->sockets)
                 socket_context_close(h, h->sockets);
         h->freeing = true;
@@ -305,7 +315,7 @@ int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFn done, void *use
         r->done = done;
         r->userdata = userdata;
         r->max_body = spec->max_body ? spec->max_body : HTTP_DEFAULT_MAX_BODY;
-        r->easy = curl_easy_init();
+        r->easy = h->n_spare > 0 ? h->spare[--h->n_spare] : curl_easy_init();
         if (!r->easy)
                 goto fail;
 
@@ -325,7 +335,11 @@ int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFn done, void *use
         SETOPT(e, CURLOPT_SSL_VERIFYPEER, 1L);
         SETOPT(e, CURLOPT_SSL_VERIFYHOST, 2L);
         SETOPT(e, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
-        SETOPT(e, CURLOPT_PIPEWAIT, 1L);
+        /* Waiting for a connection to multiplex on only makes sense where TLS tells at once
+         * whether HTTP/2 is spoken; over plain http curl would queue every request to that host
+         * behind the one in flight (curl#15838), and a slow webhook would delay all others. */
+        if (strncmp(spec->url, "https:", 6) == 0)
+                SETOPT(e, CURLOPT_PIPEWAIT, 1L);
         SETOPT(e, CURLOPT_ERRORBUFFER, r->error);
         SETOPT(e, CURLOPT_WRITEFUNCTION, write_cb);
         SETOPT(e, CURLOPT_WRITEDATA, r);

@@ -387,8 +387,8 @@ def test_hanging_receiver_times_out():
 
 def test_slow_order_delays_no_other_order():
     """A receiver slow to answer for one order: the other orders' events to the same receiver (same
-    host and port) go out meanwhile. Fails while src/http.c sets CURLOPT_PIPEWAIT on plain-http
-    requests: curl then queues every request to that host:port behind the one in flight."""
+    host and port) go out meanwhile. (With CURLOPT_PIPEWAIT on plain-http requests, curl would queue
+    every request to that host:port behind the one in flight.)"""
     env = Env("wh-slow")
     sim = Sim(env.dir, scenario=SCENARIO)
     r = WebhookReceiver(env.dir, "r")
@@ -641,9 +641,8 @@ def test_kill9_loses_nothing():
 
 TESTS = [test_signatures_headers_and_filter, test_dead_endpoints_delay_nothing, test_receiver_down_then_back,
          test_410_disables_until_reload, test_429_and_503_retry_after, test_retry_for_dead_letters,
-         test_hanging_receiver_times_out, test_restart_keeps_queue, test_once, test_kill9_loses_nothing]
-# Known to fail until the bug named in its docstring is fixed; PROVWATCH_TEST_PENDING=1 runs them too.
-PENDING = [test_slow_order_delays_no_other_order]
+         test_hanging_receiver_times_out, test_restart_keeps_queue, test_once, test_kill9_loses_nothing,
+         test_slow_order_delays_no_other_order]
 
 if __name__ == "__main__":
-    main(TESTS + (PENDING if os.environ.get("PROVWATCH_TEST_PENDING") == "1" else []))
+    main(TESTS)
