@@ -45,6 +45,9 @@ typedef struct Order {
         bool keep_request_id; /* a timed-out request is retried under the same MS-RequestId */
         unsigned backoff_failures; /* in memory: failed polls and failed commits in a row */
         unsigned throttled;
+        /* The store holds a snapshot of the order. Its JSON is not kept in row.snapshot_json: it is
+         * read back only when an answer differs from the last one. */
+        bool has_snapshot;
 } Order;
 
 typedef struct Fetch {
@@ -373,7 +376,8 @@ static void flush_results(Manager *m) {
 
         int r = store_begin(m->store);
         for (Result *res = list; r >= 0 && res; res = res->next) {
-                r = store_put_order(m->store, &res->row);
+                r = res->row.snapshot_json ? store_put_order(m->store, &res->row)
+                                           : store_put_order_keep_snapshot(m->store, &res->row);
                 for (size_t i = 0; r >= 0 && i < res->n_events; i++) {
                         const Event *e = res->events[i];
                         const char *type = event_type_to_string(e->type);
@@ -419,6 +423,10 @@ static void flush_results(Manager *m) {
                 order_row_done(&x->row);
                 x->row = res->row;
                 res->row = (OrderRow) {};
+                if (x->row.snapshot_json) {
+                        x->has_snapshot = true;
+                        x->row.snapshot_json = mfree(x->row.snapshot_json);
+                }
                 PollResult pr = res->outcome == OUTCOME_OK          ? POLL_RESULT_OK
                                 : res->outcome == OUTCOME_NOT_FOUND ? POLL_RESULT_NOT_FOUND
                                                                     : POLL_RESULT_FAILED;
@@ -524,11 +532,18 @@ static int result_build(Manager *m, Order *x, Outcome outcome, Snapshot *snap, l
                 /* snap is NULL when the answer is the one the stored snapshot was made from */
                 if (snap) {
                         _cleanup_free_ char *json = snapshot_to_json(snap);
+                        _cleanup_(order_row_done) OrderRow stored = {};
                         if (!json)
                                 goto oom;
-                        if (!row->snapshot_json || !streq(row->snapshot_json, json)) {
+                        if (x->has_snapshot) {
+                                r = store_get_order(m->store, cid, oid, &stored);
+                                if (r < 0 && r != -ENOENT)
+                                        goto fail;
+                        }
+                        if (!stored.snapshot_json || !streq(stored.snapshot_json, json)) {
                                 _cleanup_(snapshot_freep) Snapshot *old = NULL;
-                                if (row->snapshot_json && snapshot_from_json(row->snapshot_json, &old) < 0)
+                                if (stored.snapshot_json &&
+                                    snapshot_from_json(stored.snapshot_json, &old) < 0)
                                         log_warning("Stored snapshot of order '%s' is unreadable; "
                                                     "treating the order as new.",
                                                     oid);
@@ -664,9 +679,14 @@ static void fetch_throttled(Manager *m, Fetch *f, int64_t retry_after_sec) {
         uint64_t now = now_monotonic_usec();
         metrics.rate_limited_total++;
         metrics_observe_poll(POLL_RESULT_RATE_LIMITED, 429, now - f->start_usec);
-        budget_throttle(&m->budget, now, retry_after_sec > 0 ? (uint64_t) retry_after_sec * USEC_PER_SEC : 0);
-        log_warning("Partner Center throttles requests (HTTP 429); pausing all polls for %llu s.",
-                    (unsigned long long) ((m->budget.paused_until - now + USEC_PER_SEC - 1) / USEC_PER_SEC));
+        /* 429s to requests sent before the pause began say nothing new: one pause, one log line */
+        if (m->budget.paused_until <= now) {
+                budget_throttle(&m->budget, now,
+                                retry_after_sec > 0 ? (uint64_t) retry_after_sec * USEC_PER_SEC : 0);
+                log_warning("Partner Center throttles requests (HTTP 429); pausing all polls for %llu s.",
+                            (unsigned long long) ((m->budget.paused_until - now + USEC_PER_SEC - 1) /
+                                                  USEC_PER_SEC));
+        }
         if (m->options.mode == MANAGER_ONCE && ++x->throttled > ONCE_MAX_THROTTLED) {
                 fetch_finish(m, f, OUTCOME_FAILED, 429, "rate limited (HTTP 429) too often", NULL, NULL);
                 return;
@@ -722,7 +742,7 @@ static bool answer_seen_before(Manager *m, Fetch *f, const HttpResponse *resp) {
                 return false;
         f->has_answer_digest = answer_digest(m, resp->body, resp->body_size, f->answer_digest,
                                              sizeof f->answer_digest);
-        return f->has_answer_digest && row->has_answer_digest && row->snapshot_json &&
+        return f->has_answer_digest && row->has_answer_digest && f->order->has_snapshot &&
                memcmp(row->answer_digest, f->answer_digest, sizeof f->answer_digest) == 0;
 }
 
@@ -1082,6 +1102,29 @@ static int apply_orders(Manager *m, const OrderRef *orders, size_t n_orders, con
         return 0;
 }
 
+/* Once applied, the orders read from orders-dir are needed again only when that directory changes,
+ * and then it is read afresh: keeping them would hold a second copy of a long list for good. */
+static void config_forget_orders_dir_orders(Manager *m) {
+        Config *c = m->config;
+        size_t n = 0;
+        for (size_t i = 0; i < c->n_orders; i++)
+                n += origin_is_config_file(c, &c->orders[i]);
+        if (n == c->n_orders)
+                return;
+        OrderRef *own = calloc(n ? n : 1, sizeof *own);
+        if (!own)
+                return; /* merely more memory */
+        n = 0;
+        for (size_t i = 0; i < c->n_orders; i++)
+                if (origin_is_config_file(c, &c->orders[i])) {
+                        own[n++] = c->orders[i];
+                        c->orders[i] = (OrderRef) {};
+                }
+        order_refs_free(c->orders, c->n_orders);
+        c->orders = own;
+        c->n_orders = n;
+}
+
 static int manager_apply_config_orders(Manager *m, const OrderRef *dir_orders, size_t n_dir) {
         const Config *c = m->config;
         if (!dir_orders)
@@ -1218,6 +1261,7 @@ static void manager_reload(Manager *m) {
                 log_oom();
         m->journal = c->journal == JOURNAL_YES || (c->journal == JOURNAL_AUTO && journal_available());
         apply_orders(m, c->orders, c->n_orders, NULL, 0);
+        config_forget_orders_dir_orders(m);
         reschedule_all(m);
         orders_dir_start_watch(m);
         config_free(old);
@@ -1317,11 +1361,14 @@ static int load_row(const OrderRow *row, void *userdata) {
         Order *x = order_add(m, row->customer_id, row->order_id);
         if (!x)
                 return -ENOMEM;
-        free(x->row.customer_id);
-        free(x->row.order_id);
-        if (row_copy(row, &x->row) < 0)
-                return -ENOMEM;
-        return 0;
+        char *customer_id = x->row.customer_id, *order_id = x->row.order_id;
+        x->row = *row;
+        x->row.customer_id = customer_id;
+        x->row.order_id = order_id;
+        x->row.snapshot_json = NULL; /* see has_snapshot */
+        x->row.last_error = row->last_error ? strdup(row->last_error) : NULL;
+        x->has_snapshot = row->snapshot_json != NULL;
+        return row->last_error && !x->row.last_error ? -ENOMEM : 0;
 }
 
 int manager_new(uv_loop_t *loop, Config *config, const ManagerOptions *options, Manager **ret) {
@@ -1381,6 +1428,7 @@ int manager_new(uv_loop_t *loop, Config *config, const ManagerOptions *options, 
         r = apply_orders(m, config->orders, config->n_orders, NULL, 0);
         if (r < 0)
                 return r;
+        config_forget_orders_dir_orders(m);
         m->once_remaining = m->n_watched;
         return 0;
 }
