@@ -87,6 +87,7 @@ typedef enum StoreStatement {
         STMT_RELEASE,
         STMT_ROLLBACK_TO,
         STMT_PUT_ORDER,
+        STMT_PUT_ORDER_KEEP_SNAPSHOT,
         STMT_GET_ORDER,
         STMT_LIST_ORDERS,
         STMT_ADD_EVENT,
@@ -128,6 +129,18 @@ static const char *const statement_sql[_STMT_MAX] = {
                            "fetch_failed = excluded.fetch_failed, not_found = excluded.not_found, "
                            "settled = excluded.settled, last_http_status = excluded.last_http_status, "
                            "last_error = excluded.last_error, answer_digest = excluded.answer_digest",
+        [STMT_PUT_ORDER_KEEP_SNAPSHOT] = "INSERT INTO orders (" ORDER_COLUMNS ") "
+                                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+                                         "ON CONFLICT (customer_id, order_id) DO UPDATE SET "
+                                         "last_poll = excluded.last_poll, "
+                                         "last_success = excluded.last_success, next_poll = excluded.next_poll, "
+                                         "not_found_since = excluded.not_found_since, "
+                                         "consecutive_failures = excluded.consecutive_failures, "
+                                         "fetch_failed = excluded.fetch_failed, not_found = excluded.not_found, "
+                                         "settled = excluded.settled, "
+                                         "last_http_status = excluded.last_http_status, "
+                                         "last_error = excluded.last_error, "
+                                         "answer_digest = excluded.answer_digest",
         [STMT_GET_ORDER] = "SELECT " ORDER_COLUMNS " FROM orders WHERE customer_id = ?1 AND order_id = ?2",
         [STMT_LIST_ORDERS] = "SELECT " ORDER_COLUMNS " FROM orders ORDER BY customer_id, order_id",
         [STMT_ADD_EVENT] = "INSERT INTO events (event_id, event_type, customer_id, order_id, created, body) "
@@ -713,14 +726,14 @@ void store_rollback(Store *s) {
                 store_exec_quiet(s, STMT_ROLLBACK);
 }
 
-int store_put_order(Store *s, const OrderRow *row) {
+static int store_put_order_internal(Store *s, const OrderRow *row, StoreStatement id) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         int r;
 
         if (!s || !row || !row->customer_id || !row->order_id)
                 return -EINVAL;
 
-        r = store_statement(s, STMT_PUT_ORDER, &st);
+        r = store_statement(s, id, &st);
         if (r < 0)
                 return r;
         r = store_bind(s, st, "tttiiiiiiiiit", row->customer_id, row->order_id, row->snapshot_json,
@@ -737,6 +750,14 @@ int store_put_order(Store *s, const OrderRow *row) {
         if (rc != SQLITE_OK)
                 return store_fail(s, rc);
         return store_step_done(s, st);
+}
+
+int store_put_order(Store *s, const OrderRow *row) {
+        return store_put_order_internal(s, row, STMT_PUT_ORDER);
+}
+
+int store_put_order_keep_snapshot(Store *s, const OrderRow *row) {
+        return store_put_order_internal(s, row, STMT_PUT_ORDER_KEEP_SNAPSHOT);
 }
 
 int store_get_order(Store *s, const char *customer_id, const char *order_id, OrderRow *ret) {

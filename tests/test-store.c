@@ -288,6 +288,39 @@ static void test_orders_roundtrip(void **state) {
 
         row.customer_id = NULL;
         assert_int_equal(store_put_order(s, &row), -EINVAL);
+        assert_int_equal(store_put_order_keep_snapshot(s, &row), -EINVAL);
+}
+
+static void test_orders_keep_snapshot(void **state) {
+        Test *t = *state;
+        _cleanup_(store_freep) Store *s = open_rw(t->dir);
+        OrderRow got = {};
+
+        /* a new row takes the snapshot given (here none) */
+        OrderRow row = {.customer_id = (char *) "c", .order_id = (char *) "o", .last_poll_usec = 1};
+        assert_int_equal(store_put_order_keep_snapshot(s, &row), 0);
+        assert_int_equal(store_get_order(s, "c", "o", &got), 0);
+        assert_null(got.snapshot_json);
+        assert_int_equal(got.last_poll_usec, 1);
+        order_row_done(&got);
+
+        row.snapshot_json = (char *) "{\"items\":[]}";
+        assert_int_equal(store_put_order(s, &row), 0);
+
+        /* an existing one keeps its snapshot; everything else is replaced */
+        row.snapshot_json = NULL;
+        row.last_poll_usec = 2;
+        row.settled = true;
+        row.has_answer_digest = true;
+        row.answer_digest[0] = 7;
+        assert_int_equal(store_put_order_keep_snapshot(s, &row), 0);
+        assert_int_equal(store_get_order(s, "c", "o", &got), 0);
+        assert_string_equal(got.snapshot_json, "{\"items\":[]}");
+        assert_int_equal(got.last_poll_usec, 2);
+        assert_true(got.settled);
+        assert_true(got.has_answer_digest);
+        assert_int_equal(got.answer_digest[0], 7);
+        order_row_done(&got);
 }
 
 typedef struct ForeachState {
@@ -1144,6 +1177,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_open_create_reopen, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_orders_roundtrip, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_orders_keep_snapshot, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_orders_foreach, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_add_event_webhooks, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_queue_list_paging, setup, teardown),
