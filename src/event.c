@@ -5,6 +5,7 @@
 #include <syslog.h>
 
 #include "event.h"
+#include "json-util.h"
 
 static const struct {
         const char *type;
@@ -119,21 +120,6 @@ char *event_subject(const Event *e) {
                 return NULL;
         }
         return strdup_printf("customers/%s/orders/%s/lineitems/%" PRIi64, e->customer_id, e->order_id, li->number);
-}
-
-static void json_object_putp(json_object **o) {
-        json_object_put(*o);
-}
-
-/* Takes ownership of v; -ENOMEM when v is NULL or cannot be added. */
-static int json_add(json_object *o, const char *key, json_object *v) {
-        if (!v)
-                return -ENOMEM;
-        if (json_object_object_add(o, key, v) < 0) {
-                json_object_put(v);
-                return -ENOMEM;
-        }
-        return 0;
 }
 
 static int json_add_null(json_object *o, const char *key) {

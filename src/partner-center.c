@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "partner-center.h"
+#include "json-util.h"
 
 /* Ten years, a sanity bound for expires_in. */
 #define TOKEN_EXPIRES_MAX_SEC ((uint64_t) 10 * 366 * 24 * 3600)
@@ -18,10 +19,6 @@ _printf_(1, 2) static const char *reasonf(const char *fmt, ...) {
         vsnprintf(reason_buffer, sizeof reason_buffer, fmt, ap);
         va_end(ap);
         return reason_buffer;
-}
-
-static void json_object_putp(json_object **o) {
-        json_object_put(*o);
 }
 
 static void strv_free(char **l) {
@@ -99,34 +96,6 @@ static int json_parse_body(const char *body, size_t size, json_object **ret, con
         }
         *ret = TAKE_PTR(o);
         return 0;
-}
-
-/* json-c clamps integers it cannot hold to INT64_MIN / UINT64_MAX instead of failing, so INT64_MIN
- * and anything above INT64_MAX count as out of range. -EBADMSG: not an integer. */
-static int json_get_int64(json_object *o, int64_t *ret) {
-        if (!json_object_is_type(o, json_type_int))
-                return -EBADMSG;
-        int64_t v = json_object_get_int64(o);
-        if (v == INT64_MIN || (v == INT64_MAX && json_object_get_uint64(o) != (uint64_t) INT64_MAX))
-                return -ERANGE;
-        *ret = v;
-        return 0;
-}
-
-/* The string of o, NULL when o is no string or holds a NUL byte. */
-static const char *json_get_cstring(json_object *o) {
-        if (!json_object_is_type(o, json_type_string))
-                return NULL;
-        const char *s = json_object_get_string(o);
-        if (strlen(s) != (size_t) json_object_get_string_len(o))
-                return NULL;
-        return s;
-}
-
-/* Looks up key; absent and null are the same. */
-static json_object *json_get(json_object *o, const char *key) {
-        json_object *v;
-        return json_object_object_get_ex(o, key, &v) ? v : NULL;
 }
 
 static int parse_quantities(json_object *a, size_t i, const char **q_status, int64_t *q_quantity, size_t n,

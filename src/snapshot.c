@@ -6,12 +6,9 @@
 #include <strings.h>
 
 #include "snapshot.h"
+#include "json-util.h"
 
 #define STATUS_MAX 64
-
-static void json_object_putp(json_object **o) {
-        json_object_put(*o);
-}
 
 Snapshot *snapshot_new(void) {
         return calloc(1, sizeof(Snapshot));
@@ -305,17 +302,6 @@ bool snapshot_is_settled(const Snapshot *s, char *const *terminal) {
         return true;
 }
 
-/* Takes ownership of v; -ENOMEM when v is NULL or cannot be added. */
-static int json_add(json_object *o, const char *key, json_object *v) {
-        if (!v)
-                return -ENOMEM;
-        if (json_object_object_add(o, key, v) < 0) {
-                json_object_put(v);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
 static json_object *line_item_to_json(const LineItem *li) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         json_object *q;
@@ -352,27 +338,6 @@ char *snapshot_to_json(const Snapshot *s) {
         }
         const char *str = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
         return str ? strdup(str) : NULL;
-}
-
-/* json-c clamps integers it cannot hold to INT64_MIN / UINT64_MAX instead of failing, so INT64_MIN
- * and anything above INT64_MAX count as out of range. */
-static int json_get_int64(json_object *o, int64_t *ret) {
-        if (!json_object_is_type(o, json_type_int))
-                return -EBADMSG;
-        int64_t v = json_object_get_int64(o);
-        if (v == INT64_MIN || (v == INT64_MAX && json_object_get_uint64(o) != (uint64_t) INT64_MAX))
-                return -ERANGE;
-        *ret = v;
-        return 0;
-}
-
-static const char *json_get_cstring(json_object *o) {
-        if (!json_object_is_type(o, json_type_string))
-                return NULL;
-        const char *s = json_object_get_string(o);
-        if (strlen(s) != (size_t) json_object_get_string_len(o))
-                return NULL; /* embedded NUL */
-        return s;
 }
 
 static int snapshot_item_from_json(json_object *o, LineItem *ret) {

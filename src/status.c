@@ -8,6 +8,7 @@
 #include "snapshot.h"
 #include "status.h"
 #include "store.h"
+#include "json-util.h"
 
 /* Wider order IDs do not widen the table, they push their own row to the right. */
 #define ORDER_COLUMN_MAX 36
@@ -79,11 +80,6 @@ static void status_done(Status *st) {
         free(st->webhooks);
         store_webhook_names_free(st->store_webhooks);
         free(st->store_path);
-}
-
-static void json_object_putp(json_object **o) {
-        if (*o)
-                json_object_put(*o);
 }
 
 static OrderState order_state(const StatusOrder *o) {
