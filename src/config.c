@@ -916,39 +916,46 @@ static int read_orders_dir(const char *dir, MessageList *errors, OrderList *l) {
         return ret;
 }
 
-static int order_index_compare(const void *a, const void *b, void *userdata) {
-        const OrderRef *orders = userdata;
-        size_t x = *(const size_t *)a, y = *(const size_t *)b;
-        int r = strcasecmp(orders[x].customer_id, orders[y].customer_id);
-        if (r == 0)
-                r = strcasecmp(orders[x].order_id, orders[y].order_id);
-        if (r == 0)
-                r = x < y ? -1 : x > y;
-        return r;
+/* Case-insensitive (IDs are ASCII), over customer and order ID with a separator. */
+static uint64_t order_ref_hash(const OrderRef *o) {
+        uint64_t h = 1469598103934665603ULL;
+        for (const char *p = o->customer_id; *p; p++)
+                h = (h ^ (unsigned char) tolower((unsigned char) *p)) * 1099511628211ULL;
+        h = (h ^ 0x1f) * 1099511628211ULL;
+        for (const char *p = o->order_id; *p; p++)
+                h = (h ^ (unsigned char) tolower((unsigned char) *p)) * 1099511628211ULL;
+        return h;
 }
 
 /* Drops repeated orders (IDs compare case-insensitively), keeping the first of each in place.
- * With warnings, says where each repetition was. */
+ * With warnings, says where each repetition was. A hash table, not a sort: lists of 100,000
+ * orders are read again on every reload. */
 static int order_list_dedup(OrderList *l, char ***warnings) {
         if (l->n < 2)
                 return 0;
 
-        _cleanup_free_ size_t *idx = calloc(l->n, sizeof(size_t));
+        size_t size = 2;
+        while (size < 2 * l->n)
+                size *= 2;
+        _cleanup_free_ size_t *slots = calloc(size, sizeof(size_t)); /* index + 1; 0 = free */
         _cleanup_free_ size_t *first = calloc(l->n, sizeof(size_t));
-        if (!idx || !first)
+        if (!slots || !first)
                 return -ENOMEM;
         for (size_t i = 0; i < l->n; i++) {
-                idx[i] = i;
+                const OrderRef *b = l->items + i;
                 first[i] = SIZE_MAX;
-        }
-        qsort_r(idx, l->n, sizeof(size_t), order_index_compare, l->items);
-        for (size_t i = 1, head = idx[0]; i < l->n; i++) {
-                const OrderRef *a = l->items + head, *b = l->items + idx[i];
-                if (strcasecmp(a->customer_id, b->customer_id) == 0 &&
-                    strcasecmp(a->order_id, b->order_id) == 0)
-                        first[idx[i]] = head;
-                else
-                        head = idx[i];
+                for (size_t j = (size_t) order_ref_hash(b) & (size - 1);; j = (j + 1) & (size - 1)) {
+                        if (slots[j] == 0) {
+                                slots[j] = i + 1;
+                                break;
+                        }
+                        const OrderRef *a = l->items + slots[j] - 1;
+                        if (strcasecmp(a->customer_id, b->customer_id) == 0 &&
+                            strcasecmp(a->order_id, b->order_id) == 0) {
+                                first[i] = slots[j] - 1;
+                                break;
+                        }
+                }
         }
 
         /* warnings first: compaction below overwrites the slots first[] points to */
