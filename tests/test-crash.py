@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 
-from harness import HERE, Daemon, Env, Failure, Sim, check, main, provwatch_binary, wait_until
+from harness import Daemon, Env, Failure, Sim, WebhookReceiver, check, main, provwatch_binary, wait_until
 
 ITERATIONS = 50
 ORDERS = [f"o{i}" for i in range(1, 9)]
@@ -60,38 +60,6 @@ def random_state(rng):
 def state_key(st):
     """A comparable line-item state: (status, sorted quantities)."""
     return st["status"], tuple(sorted(st["quantities"].items()))
-
-
-class Receiver:
-    """tests/webhook_receiver.py as a subprocess; its log file records every delivery."""
-
-    def __init__(self, workdir: str):
-        self.log_path = os.path.join(workdir, "receiver.log")
-        port_file = os.path.join(workdir, "receiver.port")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "webhook_receiver.py"), "--port-file",
-                                      port_file, "--log", self.log_path], stdin=subprocess.DEVNULL)
-
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise Failure(f"webhook receiver exited with {self.proc.returncode}")
-            return os.path.exists(port_file)
-
-        wait_until(ready, 20, "the webhook receiver to listen")
-        with open(port_file, encoding="utf-8") as f:
-            self.url = f"http://127.0.0.1:{int(f.read())}/hook"
-
-    def deliveries(self) -> list[dict]:
-        with open(self.log_path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f.read().split("\n")[:-1] if line]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 class Mutator:
@@ -172,7 +140,7 @@ def test_kill9_at_random_moments():
     scenario = {"orders": [{"customer": "c1", "order": o, "manual": True, "line_items": [
         {"number": n, "olid": n, **states[o][n]} for n in LINE_ITEMS]} for o in ORDERS]}
     sim = Sim(env.dir, scenario=scenario)
-    receiver = Receiver(env.dir)
+    receiver = WebhookReceiver(env.dir, "crash")
     mutator = None
     proc = None
     try:
@@ -222,7 +190,7 @@ def test_kill9_at_random_moments():
 
         delivered = {}
         order_seen = []
-        for a in receiver.deliveries():
+        for a in receiver.attempts():
             check(not a["problems"], f"delivery problems: {a['problems']}")
             ev = a["body"]
             if ev["id"] in delivered:

@@ -10,10 +10,8 @@ import os
 import re
 import secrets
 import signal
-import subprocess
-import sys
 
-from harness import HERE, Daemon, Env, Failure, Sim, check, main, run, run_once, wait_until
+from harness import Daemon, Env, Failure, Sim, WebhookReceiver, check, main, run, run_once, wait_until
 
 ACCESS_TOKEN = re.compile(r"at-\d+-[0-9a-f]{16}")
 ROTATED_REFRESH_TOKEN = re.compile(r"rt-\d+-[0-9a-f]{16}")
@@ -26,39 +24,6 @@ SCENARIO = {"orders": [
             {"status": "prefulfillmentpending", "quantities": {"fulfilled": 2, "prefulfillmentpending": 1}},
             {"status": "fulfilled", "quantities": {"fulfilled": 3}}]}]}
     for i in (1, 2)]}
-
-
-class Receiver:
-    """tests/webhook_receiver.py as a subprocess; its log file is the record of every attempt."""
-
-    def __init__(self, workdir: str, secret: str):
-        self.log_path = os.path.join(workdir, "receiver.log")
-        port_file = os.path.join(workdir, "receiver.port")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "webhook_receiver.py"), "--port-file",
-                                      port_file, "--log", self.log_path, "--secret", secret],
-                                     stdin=subprocess.DEVNULL)
-
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise Failure(f"webhook receiver exited with {self.proc.returncode}")
-            return os.path.exists(port_file)
-
-        wait_until(ready, 20, "the webhook receiver to listen")
-        with open(port_file, encoding="utf-8") as f:
-            self.url = f"http://127.0.0.1:{int(f.read())}/hook"
-
-    def attempts(self) -> list[dict]:
-        with open(self.log_path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f.read().split("\n")[:-1] if line]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 def distinctive(prefix: str) -> str:
@@ -81,7 +46,7 @@ def test_no_secret_in_any_output():
     # tokens live 4 s: provwatch renews them several times during the run
     sim = Sim(env.dir, "--client-secret", client_secret, "--refresh-token", initial_refresh, "--token-ttl", "4",
               "--strict-rotation", scenario=SCENARIO)
-    receiver = Receiver(env.dir, webhook_secret)
+    receiver = WebhookReceiver(env.dir, "secrets", secret=webhook_secret)
     debug = {"PROVWATCH_DEBUG": "1"}
     outputs = {}  # what provwatch wrote, by where it came from
     refresh_tokens = {initial_refresh}
