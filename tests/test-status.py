@@ -256,7 +256,7 @@ def test_without_secrets():
         check(rc == 0, f"status without secrets: exit {rc}: {err}")
         # the relative times may have moved on by a second
         # the clock moves between the two runs: "(0s ago)" / "(1s ago)", "in 1m" / "in 59s"
-        norm = lambda s: re.sub(r" in \S+ ", " in T ", re.sub(r"\(\d+s ago\)", "(Ns ago)", s))  # noqa: E731
+        norm = lambda s: re.sub(r" +", " ", re.sub(r" in \S+ ", " in T ", re.sub(r"\(\d+s ago\)", "(Ns ago)", s)))  # noqa: E731
         check(norm(out) == norm(expected_out), f"same output without secrets:\n{out}\n---\n{expected_out}")
         check(status_json(t.cfg, env=env) == expected_doc, "same JSON without secrets")
         check_no_secret(t, out, err)
