@@ -60,7 +60,7 @@ def main() -> None:
         # the request provwatch sends (its headers, gzip/deflate/br accepted); and a minimal one
         same = [f"Authorization: Bearer {benchlib.TOKEN}", "Accept: application/json",
                 "MS-CorrelationId: 3f2b7c1e-8d4a-4e6b-9c1d-2a5e7f9b0c3d",
-                "MS-RequestId: 9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "X-Locale: en-US", "User-Agent: provwatch/0.1.0"]
+                "MS-RequestId: 9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "X-Locale: en-US", "User-Agent: provwatch/0.2.0"]
         for name, headers, extra in (("curl.conf", same, "compressed\n"),
                                      ("curl-minimal.conf", same[:2], "")):
             with open(os.path.join(wd, name), "w", encoding="utf-8") as f:

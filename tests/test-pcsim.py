@@ -388,7 +388,7 @@ class PcsimTest(unittest.TestCase):
         since = s.ok("GET", "/requests")["next"]
         at = s.access_token("log-tenant")
         hdr = {"MS-CorrelationId": "corr-1", "MS-RequestId": "req-1", "X-Locale": "en-US",
-               "User-Agent": "provwatch/0.1.0"}
+               "User-Agent": "provwatch/0.2.0"}
         status, headers, _ = s.api("c1", "o1", at, headers=hdr)
         self.assertEqual(headers["MS-CorrelationId"], "corr-1")
         log = s.ok("GET", f"/requests?since={since}")
