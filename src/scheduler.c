@@ -94,7 +94,16 @@ void budget_record(Budget *b, uint64_t now) {
                 b->ring_count++;
 }
 
-void budget_throttle(Budget *b, uint64_t now, uint64_t retry_after_usec) {
+bool budget_throttle(Budget *b, uint64_t now, uint64_t retry_after_usec) {
+        if (b->paused_until > now) {
+                /* Answers to requests sent before the pause began say nothing new about the pace; a
+                 * longer Retry-After than the one pausing now is still the server's word. */
+                if (retry_after_usec > 0 && now + retry_after_usec > b->paused_until) {
+                        b->paused_until = now + retry_after_usec;
+                        b->factor_changed = b->paused_until;
+                }
+                return false;
+        }
         b->consecutive_429++;
         if (retry_after_usec == 0) {
                 unsigned k = b->consecutive_429 > 6 ? 6 : b->consecutive_429;
@@ -106,6 +115,7 @@ void budget_throttle(Budget *b, uint64_t now, uint64_t retry_after_usec) {
         if (b->factor < FACTOR_MIN)
                 b->factor = FACTOR_MIN;
         b->factor_changed = b->paused_until;
+        return true;
 }
 
 void budget_success(Budget *b, uint64_t now) {

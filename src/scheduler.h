@@ -29,8 +29,9 @@ int budget_set_rpm(Budget *b, unsigned rpm);
 /* Earliest time at or after now when one more request may be sent. */
 uint64_t budget_next_slot(Budget *b, uint64_t now);
 void budget_record(Budget *b, uint64_t now);
-/* A 429: retry_after_usec = 0 when the answer had none (exponential backoff then). */
-void budget_throttle(Budget *b, uint64_t now, uint64_t retry_after_usec);
+/* A 429: retry_after_usec = 0 when the answer had none (exponential backoff then). Returns true when
+ * it starts a pause; a 429 during a pause only extends it to a later Retry-After. */
+bool budget_throttle(Budget *b, uint64_t now, uint64_t retry_after_usec);
 /* A request that was not rate limited. */
 void budget_success(Budget *b, uint64_t now);
 /* Requests sent in the 60 s before now. */

@@ -79,13 +79,33 @@ static void test_budget_429_pauses_and_slows(void **state) {
         budget_record(&b, later);
         assert_true(budget_next_slot(&b, later) - later <= 101 * USEC_PER_MSEC);
 
-        /* without Retry-After: exponential */
-        budget_throttle(&b, later, 0);
+        /* without Retry-After: exponential over consecutive 429s */
+        assert_true(budget_throttle(&b, later, 0));
         uint64_t p1 = b.paused_until - later;
-        budget_throttle(&b, later, 0);
-        uint64_t p2 = b.paused_until - later;
+        uint64_t after = b.paused_until;
+        assert_true(budget_throttle(&b, after, 0));
+        uint64_t p2 = b.paused_until - after;
         assert_true(p1 >= 5 * SEC);
         assert_true(p2 >= 2 * p1);
+        budget_done(&b);
+}
+
+static void test_budget_429_during_pause(void **state) {
+        Budget b;
+        assert_int_equal(budget_init(&b, 600), 0);
+        uint64_t now = 100 * SEC;
+        assert_true(budget_throttle(&b, now, 5 * SEC));
+        double factor = b.factor;
+        /* answers to requests sent before the pause: no new pause, no second slow-down ... */
+        assert_false(budget_throttle(&b, now + SEC, 0));
+        assert_false(budget_throttle(&b, now + SEC, 2 * SEC));
+        assert_true(b.paused_until == now + 5 * SEC);
+        assert_true(b.factor == factor);
+        /* ... but a longer Retry-After is honoured */
+        assert_false(budget_throttle(&b, now + 2 * SEC, 30 * SEC));
+        assert_true(b.paused_until == now + 32 * SEC);
+        assert_true(budget_next_slot(&b, now + 10 * SEC) >= now + 32 * SEC);
+        assert_true(b.factor == factor);
         budget_done(&b);
 }
 
@@ -150,6 +170,7 @@ int main(void) {
                 cmocka_unit_test(test_budget_paces_evenly_and_never_exceeds),
                 cmocka_unit_test(test_budget_unlimited),
                 cmocka_unit_test(test_budget_429_pauses_and_slows),
+                cmocka_unit_test(test_budget_429_during_pause),
                 cmocka_unit_test(test_budget_rate_change_keeps_history),
                 cmocka_unit_test(test_heap_order_update_remove),
                 cmocka_unit_test(test_backoff),
