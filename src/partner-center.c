@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <json-c/printbuf.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,7 +37,36 @@ static bool is_json_space(char c) {
 }
 
 /* Body → JSON object: size limit, BOM, NUL bytes, syntax, trailing garbage. */
-static int json_parse_body(const char *body, size_t size, json_object **ret, const char **reason) {
+/* A token answer's strings are secrets: wiped in the tree, and in the tokener's buffer that held
+ * them while parsing, before the memory goes back. */
+static void json_wipe_strings(json_object *o) {
+        if (json_object_is_type(o, json_type_string)) {
+                explicit_bzero((char *) json_object_get_string(o), (size_t) json_object_get_string_len(o));
+        } else if (json_object_is_type(o, json_type_object)) {
+                json_object_object_foreach(o, k, v) {
+                        (void) k;
+                        json_wipe_strings(v);
+                }
+        } else if (json_object_is_type(o, json_type_array)) {
+                for (size_t i = 0; i < json_object_array_length(o); i++)
+                        json_wipe_strings(json_object_array_get_idx(o, i));
+        }
+}
+
+static void json_object_wipe_putp(json_object **o) {
+        json_wipe_strings(*o);
+        json_object_put(*o);
+}
+
+static void json_tokener_wipe_free(json_tokener *tok) {
+        /* json-c 0.16 has no API for this; the struct is public, its fields documented as private. */
+        if (tok->pb && tok->pb->buf)
+                explicit_bzero(tok->pb->buf, (size_t) tok->pb->size);
+        json_tokener_free(tok);
+}
+
+static int json_parse_body(const char *body, size_t size, bool sensitive, json_object **ret,
+                           const char **reason) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         enum json_tokener_error err;
         json_tokener *tok;
@@ -71,7 +101,10 @@ static int json_parse_body(const char *body, size_t size, json_object **ret, con
         o = json_tokener_parse_ex(tok, body, (int) size);
         err = json_tokener_get_error(tok);
         end = json_tokener_get_parse_end(tok);
-        json_tokener_free(tok);
+        if (sensitive)
+                json_tokener_wipe_free(tok);
+        else
+                json_tokener_free(tok);
 
         if (err == json_tokener_continue) {
                 *reason = "truncated JSON";
@@ -91,6 +124,8 @@ static int json_parse_body(const char *body, size_t size, json_object **ret, con
                         return -EBADMSG;
                 }
         if (!json_object_is_type(o, json_type_object)) {
+                if (sensitive)
+                        json_wipe_strings(o);
                 *reason = "body is not a JSON object";
                 return -EBADMSG;
         }
@@ -375,7 +410,7 @@ static int parse_provisioning_page(const char *body, size_t size, Snapshot *snap
         int64_t dup;
         int r;
 
-        r = json_parse_body(body, size, &root, reason);
+        r = json_parse_body(body, size, false, &root, reason);
         if (r < 0)
                 return r;
 
@@ -470,7 +505,7 @@ int pc_parse_error(const char *body, size_t size, char **ret_code, char **ret_de
         const char *reason;
         int r;
 
-        r = json_parse_body(body, size, &root, &reason);
+        r = json_parse_body(body, size, false, &root, &reason);
         if (r < 0)
                 return r == -ENOMEM || r == -E2BIG ? r : -EBADMSG;
 
@@ -575,13 +610,13 @@ static int dup_optional_string(json_object *v, char **ret) {
 }
 
 static int parse_token_response(const char *body, size_t size, TokenResponse *t, const char **reason) {
-        _cleanup_(json_object_putp) json_object *root = NULL;
+        _cleanup_(json_object_wipe_putp) json_object *root = NULL;
         _cleanup_(token_response_done) TokenResponse tr = {};
         const char *s;
         json_object *v;
         int r;
 
-        r = json_parse_body(body, size, &root, reason);
+        r = json_parse_body(body, size, true, &root, reason);
         if (r < 0)
                 return r;
 
