@@ -314,7 +314,11 @@ class WebhookReceiver:
 
 
 def main(tests: list[Callable[[], None]]) -> None:
-    """Runs each test function, prints one line per test, exits 0/1."""
+    """Runs each test function, prints one line per test, exits 0/1. PROVWATCH_TEST_ONLY=a,b runs only
+    the tests whose names contain one of those words (to replay one while working on it)."""
+    only = [w for w in os.environ.get("PROVWATCH_TEST_ONLY", "").split(",") if w]
+    if only:
+        tests = [t for t in tests if any(w in t.__name__ for w in only)]
     failed = 0
     for t in tests:
         start = time.monotonic()
