@@ -19,6 +19,7 @@ struct Auth {
         Http *http;
         Store *store;
         const Config *config;
+        Metrics *metrics;
         AuthChangedFn changed;
         void *userdata;
 
@@ -120,7 +121,7 @@ static void arm_timer(Auth *a, uint64_t delay_usec) {
 }
 
 static void fail_and_retry(Auth *a) {
-        metrics.token_refreshes_error++;
+        a->metrics->token_refreshes_error++;
         a->retry_usec = a->retry_usec ? a->retry_usec * 2 : RETRY_MIN_USEC;
         if (a->retry_usec > RETRY_MAX_USEC)
                 a->retry_usec = RETRY_MAX_USEC;
@@ -137,7 +138,7 @@ static void on_token_answer(const HttpResponse *resp, void *userdata) {
         const char *reason = NULL;
 
         a->request = NULL;
-        if (resp->result != CURLE_OK) {
+        if (resp->result != HTTP_OK) {
                 set_problem(a, "token endpoint unreachable: %s", resp->error);
                 log_error("Cannot obtain an access token: token endpoint %s unreachable: %s",
                           a->config->token_endpoint, resp->error);
@@ -193,7 +194,7 @@ static void on_token_answer(const HttpResponse *resp, void *userdata) {
         a->ttl_usec = ttl;
         a->retry_usec = 0;
         a->problem[0] = 0;
-        metrics.token_refreshes_ok++;
+        a->metrics->token_refreshes_ok++;
         token_response_done(&t);
 
         /* Renew when a tenth of the lifetime is left (at least a minute, at most half of it). */
@@ -244,6 +245,7 @@ static void auth_acquire(Auth *a) {
                 .timeout_usec = c->timeout_usec,
                 .ca_file = c->ca_file,
                 .max_body = 1024 * 1024,
+                .sensitive = true,
         };
         int r = http_submit(a->http, &spec, on_token_answer, a, &a->request);
         explicit_bzero(body, strlen(body));
@@ -347,8 +349,8 @@ void auth_set_config(Auth *a, const Config *config) {
         a->retry_usec = 0;
 }
 
-int auth_new(uv_loop_t *loop, Http *http, Store *store, const Config *config, AuthChangedFn changed,
-             void *userdata, Auth **ret) {
+int auth_new(uv_loop_t *loop, Http *http, Store *store, const Config *config, Metrics *metrics,
+             AuthChangedFn changed, void *userdata, Auth **ret) {
         Auth *a = calloc(1, sizeof *a);
         if (!a)
                 return -ENOMEM;
@@ -356,6 +358,7 @@ int auth_new(uv_loop_t *loop, Http *http, Store *store, const Config *config, Au
         a->http = http;
         a->store = store;
         a->config = config;
+        a->metrics = metrics;
         a->changed = changed;
         a->userdata = userdata;
         if (config->auth == AUTH_REFRESH_TOKEN) {

@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "metrics.h"
 #include "store.h"
 
 /* Access tokens for Partner Center (SPEC §3 "Tokens"): refresh-token and client-credentials grants
@@ -17,8 +18,8 @@ typedef struct Auth Auth;
 /* Called whenever a token becomes available (or acquisition failed and waits for a retry). */
 typedef void (*AuthChangedFn)(void *userdata);
 
-int auth_new(uv_loop_t *loop, Http *http, Store *store, const Config *config, AuthChangedFn changed,
-             void *userdata, Auth **ret);
+int auth_new(uv_loop_t *loop, Http *http, Store *store, const Config *config, Metrics *metrics,
+             AuthChangedFn changed, void *userdata, Auth **ret);
 Auth *auth_free(Auth *a);
 
 /* After a reload: new credentials or endpoint take effect with the next acquisition. */

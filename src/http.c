@@ -2,7 +2,9 @@
 /* libcurl multi driven by libuv, after curl's docs/examples/multi-uv.c, plus: messages are drained
  * after every action (timeouts included), poll errors reach curl as CURL_CSELECT_ERR, every setopt
  * is checked, and handle memory is only freed in close callbacks. */
+#include <curl/curl.h>
 #include <stdio.h>
+#include <strings.h>
 
 #include "http.h"
 #include "log.h"
@@ -15,9 +17,13 @@ struct HttpRequest {
         CURL *easy;
         struct curl_slist *headers;
         char *post_body;
+        size_t post_body_size;
         char *body;
         size_t body_size, body_alloc, max_body;
         bool too_large;
+        bool sensitive;
+        const char *capture_name; /* points into the spec's string, copied */
+        char *captured;
         uint64_t start_usec;
         HttpDoneFn done;
         void *userdata;
@@ -85,10 +91,47 @@ static void request_free(HttpRequest *r) {
                 r->http->spare[r->http->n_spare++] = r->easy;
         } else if (r->easy)
                 curl_easy_cleanup(r->easy);
+        if (r->sensitive) {
+                for (struct curl_slist *l = r->headers; l; l = l->next)
+                        explicit_bzero(l->data, strlen(l->data));
+                if (r->post_body)
+                        explicit_bzero(r->post_body, r->post_body_size);
+                if (r->body)
+                        explicit_bzero(r->body, r->body_alloc);
+        }
         curl_slist_free_all(r->headers);
         free(r->post_body);
         free(r->body);
+        free(r->captured);
+        free((char *) r->capture_name);
         free(r);
+}
+
+static HttpResult result_from_curl(CURLcode c, bool too_large) {
+        if (too_large)
+                return HTTP_TOO_LARGE;
+        switch (c) {
+        case CURLE_OK:
+                return HTTP_OK;
+        case CURLE_OPERATION_TIMEDOUT:
+                return HTTP_TIMEOUT;
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+        case CURLE_COULDNT_CONNECT:
+                return HTTP_CONNECT_FAILED;
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CIPHER:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+        case CURLE_SSL_CRL_BADFILE:
+                return HTTP_TLS_FAILED;
+        default:
+                return HTTP_FAILED;
+        }
 }
 
 static void request_unlink(Http *h, HttpRequest *r) {
@@ -119,10 +162,10 @@ static void check_multi_info(Http *h) {
                 request_unlink(h, r);
 
                 HttpResponse resp = {
-                        .result = result,
+                        .result = result_from_curl(result, r->too_large),
                         .retry_after_sec = -1,
                         .duration_usec = now_monotonic_usec() - r->start_usec,
-                        .too_large = r->too_large,
+                        .captured_header = r->captured,
                 };
                 (void) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp.status);
                 curl_off_t ra = -1;
@@ -132,7 +175,7 @@ static void check_multi_info(Http *h) {
                          * "now" either way, so only a positive value is kept. */
                         resp.retry_after_sec = ra > 0 ? (int64_t) ra : -1;
                 }
-                if (result != CURLE_OK) {
+                if (resp.result != HTTP_OK) {
                         if (r->too_large)
                                 resp.error = "answer larger than the limit";
                         else
@@ -289,15 +332,44 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 size_t a = r->body_alloc ? r->body_alloc : 4096;
                 while (a < r->body_size + n + 1)
                         a *= 2;
-                char *b = realloc(r->body, a);
-                if (!b)
-                        return 0;
+                char *b;
+                if (r->sensitive) {
+                        /* realloc() could leave a copy behind unwiped */
+                        b = malloc(a);
+                        if (!b)
+                                return 0;
+                        if (r->body) {
+                                memcpy(b, r->body, r->body_size);
+                                explicit_bzero(r->body, r->body_alloc);
+                                free(r->body);
+                        }
+                } else {
+                        b = realloc(r->body, a);
+                        if (!b)
+                                return 0;
+                }
                 r->body = b;
                 r->body_alloc = a;
         }
         memcpy(r->body + r->body_size, ptr, n);
         r->body_size += n;
         r->body[r->body_size] = 0;
+        return n;
+}
+
+/* Only the one header the caller asked for is kept; the rest are not looked at. */
+static size_t header_cb(char *buffer, size_t size, size_t nitems, void *userdata) {
+        HttpRequest *r = userdata;
+        size_t n = size * nitems, l = strlen(r->capture_name);
+        if (n > l + 1 && buffer[l] == ':' && strncasecmp(buffer, r->capture_name, l) == 0) {
+                const char *v = buffer + l + 1, *end = buffer + n;
+                while (v < end && (*v == ' ' || *v == '\t'))
+                        v++;
+                while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+                        end--;
+                free(r->captured);
+                r->captured = strndup(v, (size_t) (end - v));
+        }
         return n;
 }
 
@@ -315,6 +387,7 @@ int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFn done, void *use
         r->done = done;
         r->userdata = userdata;
         r->max_body = spec->max_body ? spec->max_body : HTTP_DEFAULT_MAX_BODY;
+        r->sensitive = spec->sensitive;
         r->easy = h->n_spare > 0 ? h->spare[--h->n_spare] : curl_easy_init();
         if (!r->easy)
                 goto fail;
@@ -347,6 +420,13 @@ int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFn done, void *use
         SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
         if (r->headers)
                 SETOPT(e, CURLOPT_HTTPHEADER, r->headers);
+        if (spec->capture_header) {
+                r->capture_name = strdup(spec->capture_header);
+                if (!r->capture_name)
+                        goto fail;
+                SETOPT(e, CURLOPT_HEADERFUNCTION, header_cb);
+                SETOPT(e, CURLOPT_HEADERDATA, r);
+        }
         if (spec->timeout_usec > 0)
                 SETOPT(e, CURLOPT_TIMEOUT_MS, (long) ((spec->timeout_usec + 999) / 1000));
         if (spec->ca_file)
@@ -359,6 +439,7 @@ int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFn done, void *use
                         goto fail;
                 memcpy(r->post_body, spec->body ? spec->body : "", spec->body_size);
                 r->post_body[spec->body_size] = 0;
+                r->post_body_size = spec->body_size;
                 SETOPT(e, CURLOPT_POST, 1L);
                 SETOPT(e, CURLOPT_POSTFIELDS, r->post_body);
                 SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) spec->body_size);

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-#include <curl/curl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +14,16 @@
 typedef struct Http Http;
 typedef struct HttpRequest HttpRequest;
 
+/* How a request ended, without libcurl's vocabulary: callers decide on retries and messages. */
+typedef enum HttpResult {
+        HTTP_OK,             /* a complete answer arrived (any HTTP status) */
+        HTTP_TIMEOUT,        /* the whole request took longer than its timeout */
+        HTTP_CONNECT_FAILED, /* name resolution or the TCP connection failed */
+        HTTP_TLS_FAILED,     /* handshake or certificate verification failed */
+        HTTP_TOO_LARGE,      /* the answer exceeded max_body */
+        HTTP_FAILED,         /* anything else: reset, malformed answer, out of memory, ... */
+} HttpResult;
+
 typedef struct HttpRequestSpec {
         const char *method; /* "GET" or "POST" */
         const char *url;
@@ -23,16 +32,20 @@ typedef struct HttpRequestSpec {
         size_t body_size;
         uint64_t timeout_usec; /* whole request; 0 = none */
         const char *ca_file;   /* extra trusted CA bundle, NULL = system only */
-        size_t max_body;       /* larger answers fail with too_large; 0 = 8 MiB */
+        size_t max_body;       /* larger answers fail with HTTP_TOO_LARGE; 0 = 8 MiB */
+        /* Headers, body and answer carry secrets (a bearer token, a client secret, tokens): their
+         * copies are wiped before their memory is freed. */
+        bool sensitive;
+        const char *capture_header; /* the value of this answer header is passed back, if any */
 } HttpRequestSpec;
 
 typedef struct HttpResponse {
         long status;         /* HTTP status, 0 when there was no answer */
-        CURLcode result;     /* CURLE_OK when a complete answer arrived */
-        const char *error;   /* human reason when result != CURLE_OK */
+        HttpResult result;
+        const char *error;   /* human reason when result != HTTP_OK */
         const char *body;    /* NUL-terminated for convenience; may contain NULs */
         size_t body_size;
-        bool too_large;
+        const char *captured_header; /* value of spec->capture_header, NULL when absent */
         int64_t retry_after_sec; /* Retry-After in seconds, -1 when absent */
         uint64_t duration_usec;
 } HttpResponse;

@@ -4,8 +4,6 @@
 
 #include "metrics.h"
 
-Metrics metrics;
-
 static const double duration_bounds[METRICS_DURATION_BUCKETS] = {
         0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 };
@@ -21,31 +19,50 @@ const char *poll_result_to_string(PollResult r) {
         return r >= 0 && r < _POLL_RESULT_MAX ? poll_result_table[r] : NULL;
 }
 
-/* http_status is not counted here: the manager counts every answer (each page, each retry) in
- * http_requests_total as it arrives, and counting it again per poll doubled the numbers. */
-void metrics_observe_poll(PollResult result, _unused_ long http_status, uint64_t duration_usec) {
+void metrics_done(Metrics *m) {
+        for (size_t i = 0; i < m->n_webhooks; i++)
+                free(m->webhooks[i].name);
+        free(m->webhooks);
+        *m = (Metrics) {};
+}
+
+/* HTTP statuses are not counted here: every answer (each page, each retry) is counted as it
+ * arrives by metrics_count_http(), and counting it again per poll doubled the numbers. */
+void metrics_observe_poll(Metrics *m, PollResult result, uint64_t duration_usec) {
         if (result < 0 || result >= _POLL_RESULT_MAX)
                 return;
-        metrics.polls_total[result]++;
+        m->polls_total[result]++;
         double s = (double) duration_usec / 1e6;
         for (size_t i = 0; i < METRICS_DURATION_BUCKETS; i++)
                 if (s <= duration_bounds[i]) {
-                        metrics.duration_buckets[i]++;
+                        m->duration_buckets[i]++;
                         break;
                 }
-        metrics.duration_count++;
-        metrics.duration_sum += s;
+        m->duration_count++;
+        m->duration_sum += s;
 }
 
-WebhookMetrics *metrics_webhook(const char *name) {
-        for (size_t i = 0; i < metrics.n_webhooks; i++)
-                if (streq(metrics.webhooks[i].name, name))
-                        return &metrics.webhooks[i];
-        if (metrics.n_webhooks >= METRICS_MAX_WEBHOOKS)
+void metrics_count_http(Metrics *m, long status) {
+        m->http_requests_total[status >= 0 && status < 600 ? status : 0]++;
+}
+
+WebhookMetrics *metrics_webhook(Metrics *m, const char *name) {
+        for (size_t i = 0; i < m->n_webhooks; i++)
+                if (streq(m->webhooks[i].name, name))
+                        return &m->webhooks[i];
+        if (m->n_webhooks == m->webhooks_alloc) {
+                size_t a = m->webhooks_alloc ? m->webhooks_alloc * 2 : 8;
+                WebhookMetrics *w = realloc(m->webhooks, a * sizeof *w);
+                if (!w)
+                        return NULL;
+                m->webhooks = w;
+                m->webhooks_alloc = a;
+        }
+        char *n = strdup(name);
+        if (!n)
                 return NULL;
-        WebhookMetrics *w = &metrics.webhooks[metrics.n_webhooks++];
-        memset(w, 0, sizeof *w);
-        snprintf(w->name, sizeof w->name, "%s", name);
+        WebhookMetrics *w = &m->webhooks[m->n_webhooks++];
+        *w = (WebhookMetrics) { .name = n };
         return w;
 }
 

@@ -6,7 +6,8 @@
 
 #include "event.h"
 
-/* Counters of SPEC §6 Metrics, kept in memory and written as a Prometheus text file. */
+/* Counters of SPEC §6 Metrics, kept in memory and written as a Prometheus text file. The manager owns
+ * one Metrics and hands it to whoever counts. */
 
 typedef enum PollResult {
         POLL_RESULT_OK,
@@ -17,10 +18,9 @@ typedef enum PollResult {
 } PollResult;
 
 #define METRICS_DURATION_BUCKETS 10
-#define METRICS_MAX_WEBHOOKS 64
 
 typedef struct WebhookMetrics {
-        char name[72];
+        char *name;
         uint64_t queue_depth;
         uint64_t delivered, failed, dead_lettered;
 } WebhookMetrics;
@@ -35,15 +35,18 @@ typedef struct Metrics {
         uint64_t events_total[_EVENT_TYPE_MAX];
         uint64_t rate_limited_total;
         uint64_t token_refreshes_ok, token_refreshes_error;
-        WebhookMetrics webhooks[METRICS_MAX_WEBHOOKS];
-        size_t n_webhooks;
+        WebhookMetrics *webhooks; /* one per webhook name ever seen, in order of first use */
+        size_t n_webhooks, webhooks_alloc;
 } Metrics;
 
-extern Metrics metrics;
+void metrics_done(Metrics *m);
 
 const char *poll_result_to_string(PollResult r);
-void metrics_observe_poll(PollResult result, long http_status, uint64_t duration_usec);
-WebhookMetrics *metrics_webhook(const char *name);
+void metrics_observe_poll(Metrics *m, PollResult result, uint64_t duration_usec);
+/* Counts one answer from Partner Center; status 0 = no answer. */
+void metrics_count_http(Metrics *m, long status);
+/* The counters of one webhook, created on first use; NULL only on ENOMEM. */
+WebhookMetrics *metrics_webhook(Metrics *m, const char *name);
 
 /* The whole exposition text. */
 int metrics_format(const Metrics *m, FILE *f);

@@ -76,6 +76,19 @@ bool line_item_equal(const LineItem *a, const LineItem *b) {
         return true;
 }
 
+bool snapshot_equal(const Snapshot *a, const Snapshot *b) {
+        if (a->n_items != b->n_items)
+                return false;
+        for (size_t i = 0; i < a->n_items; i++) {
+                const LineItem *x = &a->items[i], *y = &b->items[i];
+                if (x->number != y->number || x->has_order_line_item_id != y->has_order_line_item_id ||
+                    (x->has_order_line_item_id && x->order_line_item_id != y->order_line_item_id) ||
+                    !line_item_equal(x, y))
+                        return false;
+        }
+        return true;
+}
+
 bool status_is_valid(const char *s) {
         if (!s)
                 return false;

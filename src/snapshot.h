@@ -60,6 +60,8 @@ void snapshot_finish(Snapshot *s);
 int snapshot_copy(const Snapshot *s, Snapshot **ret);
 
 const LineItem *snapshot_find(const Snapshot *s, int64_t number);
+/* Everything the store keeps is the same: numbers, order line item ids, statuses, quantities. */
+bool snapshot_equal(const Snapshot *a, const Snapshot *b);
 
 /* Every item's status is in terminal (NULL-terminated, lowercased), and there is at least one item. */
 bool snapshot_is_settled(const Snapshot *s, char *const *terminal);

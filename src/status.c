@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "order-state.h"
 #include "snapshot.h"
 #include "status.h"
 #include "store.h"
@@ -12,24 +13,6 @@
 
 /* Wider order IDs do not widen the table, they push their own row to the right. */
 #define ORDER_COLUMN_MAX 36
-
-typedef enum OrderState {
-        ORDER_STATE_NEVER_POLLED,
-        ORDER_STATE_PENDING,
-        ORDER_STATE_SETTLED,
-        ORDER_STATE_FAILING,
-        ORDER_STATE_NOT_FOUND,
-        _ORDER_STATE_MAX,
-} OrderState;
-
-/* The JSON names match the state label of provwatch_orders{state=…}. */
-static const char *const order_state_json[_ORDER_STATE_MAX] = {
-        [ORDER_STATE_NEVER_POLLED] = "never_polled",
-        [ORDER_STATE_PENDING] = "pending",
-        [ORDER_STATE_SETTLED] = "settled",
-        [ORDER_STATE_FAILING] = "failing",
-        [ORDER_STATE_NOT_FOUND] = "not_found",
-};
 
 static const char *const order_state_human[_ORDER_STATE_MAX] = {
         [ORDER_STATE_NEVER_POLLED] = "never polled",
@@ -83,44 +66,13 @@ static void status_done(Status *st) {
 }
 
 static OrderState order_state(const StatusOrder *o) {
-        if (!o->has_row || o->row.last_poll_usec == 0)
-                return ORDER_STATE_NEVER_POLLED;
-        /* the same precedence as the daemon's provwatch_orders gauge */
-        if (o->row.not_found)
-                return ORDER_STATE_NOT_FOUND;
-        if (o->row.fetch_failed)
-                return ORDER_STATE_FAILING;
-        if (o->row.settled)
-                return ORDER_STATE_SETTLED;
-        return ORDER_STATE_PENDING;
+        return o->has_row ? order_row_state(&o->row) : ORDER_STATE_NEVER_POLLED;
 }
 
 /* A next poll that is not after the last one says nothing (the daemon had not rescheduled the order
  * when it saved the row): unknown rather than forever "due". */
 static uint64_t order_next_poll(const OrderRow *row) {
         return row->next_poll_usec > row->last_poll_usec ? row->next_poll_usec : 0;
-}
-
-static int strdup_maybe(const char *s, char **ret) {
-        if (!s) {
-                *ret = NULL;
-                return 0;
-        }
-        *ret = strdup(s);
-        return *ret ? 0 : -ENOMEM;
-}
-
-static int order_row_copy(const OrderRow *src, OrderRow *dst) {
-        *dst = *src;
-        dst->customer_id = dst->order_id = dst->snapshot_json = dst->last_error = NULL;
-        if (strdup_maybe(src->customer_id, &dst->customer_id) < 0 ||
-            strdup_maybe(src->order_id, &dst->order_id) < 0 ||
-            strdup_maybe(src->snapshot_json, &dst->snapshot_json) < 0 ||
-            strdup_maybe(src->last_error, &dst->last_error) < 0) {
-                order_row_done(dst);
-                return -ENOMEM;
-        }
-        return 0;
 }
 
 static int order_key_compare(const char *c1, const char *o1, const char *c2, const char *o2) {
@@ -355,7 +307,7 @@ static int status_print_json(const Status *st, FILE *out) {
                 json_object_object_add(j, "customer_id", json_object_new_string(o->customer_id));
                 json_object_object_add(j, "order_id", json_object_new_string(o->order_id));
                 json_object_object_add(j, "watched", json_object_new_boolean(o->watched));
-                json_object_object_add(j, "state", json_object_new_string(order_state_json[order_state(o)]));
+                json_object_object_add(j, "state", json_object_new_string(order_state_to_string(order_state(o))));
                 json_object_object_add(j, "last_poll", json_time(row->last_poll_usec));
                 json_object_object_add(j, "last_success", json_time(row->last_success_usec));
                 json_object_object_add(j, "next_poll", json_time(order_next_poll(row)));

@@ -195,6 +195,20 @@ void order_row_done(OrderRow *r) {
         *r = (OrderRow) {};
 }
 
+int order_row_copy(const OrderRow *src, OrderRow *dst) {
+        *dst = *src;
+        dst->customer_id = strdup(src->customer_id);
+        dst->order_id = strdup(src->order_id);
+        dst->snapshot_json = src->snapshot_json ? strdup(src->snapshot_json) : NULL;
+        dst->last_error = src->last_error ? strdup(src->last_error) : NULL;
+        if (!dst->customer_id || !dst->order_id || (src->snapshot_json && !dst->snapshot_json) ||
+            (src->last_error && !dst->last_error)) {
+                order_row_done(dst);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 void queued_events_free(QueuedEvent *q, size_t n) {
         if (!q)
                 return;

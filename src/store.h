@@ -49,6 +49,8 @@ typedef struct OrderRow {
 } OrderRow;
 
 void order_row_done(OrderRow *r);
+/* Deep copy; -ENOMEM leaves *dst empty. */
+int order_row_copy(const OrderRow *src, OrderRow *dst);
 
 typedef struct QueuedEvent {
         int64_t seq;

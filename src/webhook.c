@@ -99,6 +99,7 @@ struct Webhooks {
         uv_loop_t *loop;
         Http *http;
         Store *store;
+        Metrics *metrics;
         Endpoint *endpoints;
         bool journal;
         bool stopped;
@@ -192,8 +193,8 @@ static void describe_failure(const HttpResponse *resp, char *buf, size_t size) {
 
         if (resp->status > 0)
                 snprintf(buf, size, "HTTP %ld%s%s%s%s", resp->status, reason ? " " : "",
-                         reason ? reason : "", resp->result != CURLE_OK ? ", then " : "",
-                         resp->result != CURLE_OK && resp->error ? resp->error : "");
+                         reason ? reason : "", resp->result != HTTP_OK ? ", then " : "",
+                         resp->result != HTTP_OK && resp->error ? resp->error : "");
         else
                 snprintf(buf, size, "%s", resp->error ? resp->error : "no answer");
 }
@@ -261,7 +262,7 @@ static int strdup_or_null(const char *s, char **ret) {
 /* ---- metrics ---- */
 
 static void endpoint_metrics_update(Endpoint *e, int delivered, int failed, int dead) {
-        WebhookMetrics *m = metrics_webhook(e->name);
+        WebhookMetrics *m = metrics_webhook(e->webhooks->metrics, e->name);
         if (!m)
                 return;
         m->delivered += (uint64_t) delivered;
@@ -803,6 +804,7 @@ static int row_start(Endpoint *e, Row *row) {
                 .timeout_usec = e->timeout_usec,
                 .ca_file = e->ca_file,
                 .max_body = RESPONSE_MAX_BODY,
+                .sensitive = n_configured > 0, /* a configured header may carry a receiver's token */
         };
         int r = http_submit(w->http, &spec, on_request_done, row, &row->request);
         if (r < 0)
@@ -834,7 +836,7 @@ static void endpoint_dispatch(Endpoint *e) {
                 if (r < 0) {
                         char error[256];
                         snprintf(error, sizeof error, "cannot send the request: %s", strerror(-r));
-                        row_failed(e, row, &(HttpResponse) { .result = CURLE_FAILED_INIT, .error = error });
+                        row_failed(e, row, &(HttpResponse) { .result = HTTP_FAILED, .error = error });
                 }
         }
 }
@@ -1006,11 +1008,11 @@ static void log_unconfigured_queues(Webhooks *w, const Config *config) {
 }
 
 int webhooks_new(uv_loop_t *loop, Http *http, Store *store, const Config *config, const char *hostname,
-                 Webhooks **ret) {
+                 Metrics *metrics, Webhooks **ret) {
         Webhooks *w;
         int r;
 
-        if (!loop || !http || !store || !config || !ret)
+        if (!loop || !http || !store || !config || !metrics || !ret)
                 return -EINVAL;
 
         w = calloc(1, sizeof *w);
@@ -1019,6 +1021,7 @@ int webhooks_new(uv_loop_t *loop, Http *http, Store *store, const Config *config
         w->loop = loop;
         w->http = http;
         w->store = store;
+        w->metrics = metrics;
         w->journal = config_journal(config);
         uv_timer_init(loop, &w->idle_timer);
         w->idle_timer.data = w;

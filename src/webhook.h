@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "metrics.h"
 #include "store.h"
 
 /* Webhook delivery (SPEC §6 Webhooks): every [webhook] section has its own durable queue in the
@@ -27,7 +28,7 @@ typedef void (*WebhooksIdleFn)(void *userdata);
 /* Loads every configured webhook's queue and starts delivering what is due (events queued before a
  * restart keep their ids and retry schedule). config is copied: it need not outlive the call. */
 int webhooks_new(uv_loop_t *loop, Http *http, Store *store, const Config *config, const char *hostname,
-                 Webhooks **ret);
+                 Metrics *metrics, Webhooks **ret);
 /* Abandons requests in flight (http_cancel(), so before http_free()) and closes the timers; the memory
  * goes in their close callbacks. Queued events stay in the store. */
 Webhooks *webhooks_free(Webhooks *w);

@@ -278,6 +278,7 @@ typedef struct Ctx {
         WebhookConfig wh;
         char *headers[2];
         Config config;
+        Metrics metrics;
         Webhooks *w;
         unsigned idle_calls;
 } Ctx;
@@ -317,7 +318,7 @@ static void ctx_init(Ctx *c, int port, const char *secret, const char *name) {
 }
 
 static void ctx_start(Ctx *c) {
-        assert_int_equal(webhooks_new(&c->loop, c->http, c->store, &c->config, "test", &c->w), 0);
+        assert_int_equal(webhooks_new(&c->loop, c->http, c->store, &c->config, "test", &c->metrics, &c->w), 0);
         webhooks_set_idle_callback(c->w, on_idle, c);
 }
 
@@ -334,6 +335,7 @@ static void ctx_done(Ctx *c) {
         uv_run(&c->loop, UV_RUN_DEFAULT);
         assert_int_equal(uv_loop_close(&c->loop), 0);
         store_free(c->store);
+        metrics_done(&c->metrics);
         free(c->wh.secret);
         rm_rf(c->dir);
 }
@@ -476,7 +478,7 @@ static void test_deliver_in_order(void **state) {
         assert_int_equal(json_object_array_length(log), 14);
         json_object_put(log);
 
-        WebhookMetrics *m = metrics_webhook("basic");
+        WebhookMetrics *m = metrics_webhook(&c.metrics, "basic");
         assert_int_equal(m->delivered, 12);
         assert_int_equal(m->failed, 2);
         assert_int_equal(m->dead_lettered, 0);
@@ -593,7 +595,7 @@ static void test_dead_letter(void **state) {
         receiver_control(&rx, "{\"mode\":\"ok\"}");
         assert_int_equal(store_dead_letter_count(c.store, "dead", &n), 0);
         assert_int_equal(n, 4);
-        WebhookMetrics *m = metrics_webhook("dead");
+        WebhookMetrics *m = metrics_webhook(&c.metrics, "dead");
         assert_int_equal(m->dead_lettered, 4);
         assert_int_equal(m->failed, 4);
         assert_int_equal(m->delivered, 0);
@@ -700,7 +702,7 @@ static void test_timeout(void **state) {
         assert_true(run_until(&c, one_attempt_made, 30));
         receiver_control(&rx, "{\"mode\":\"ok\"}");
         assert_int_equal(depth(&c), 1);
-        assert_int_equal(metrics_webhook("timeout")->failed, 1);
+        assert_int_equal(metrics_webhook(&c.metrics, "timeout")->failed, 1);
         ctx_done(&c);
 }
 

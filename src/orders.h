@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "scheduler.h"
+#include "store.h"
+
+/* The order table: every order the daemon knows, watched or not (an order removed from the
+ * configuration keeps its row, so that adding it back announces nothing unchanged), with its
+ * committed row and its place in the two schedule queues: unsettled orders are served before
+ * settled ones. Plain data structures, no clocks and no I/O. */
+
+typedef enum OrderQueue {
+        ORDER_QUEUE_NONE = -1,
+        ORDER_QUEUE_UNSETTLED,
+        ORDER_QUEUE_SETTLED,
+        _ORDER_QUEUE_MAX,
+} OrderQueue;
+
+typedef struct Order {
+        HeapItem hi;
+        /* As last committed. The snapshot JSON is not kept in memory (see has_snapshot): it is read
+         * back from the store only when an answer differs from the last one. */
+        OrderRow row;
+        bool has_snapshot;
+        OrderQueue queue;
+        bool watched;
+        /* A poll of the order is in flight or its result waits to be committed. A busy order is in
+         * no queue and cannot be queued: it is scheduled again once its result is committed or
+         * dropped, so that an order never has two polls between two commits, whatever happens
+         * meanwhile (a reload, orders-dir changes, discovery). */
+        bool busy;
+        bool mark;
+        char request_id[37];
+        bool keep_request_id;      /* a timed-out request is retried under the same MS-RequestId */
+        unsigned backoff_failures; /* failed polls and failed commits in a row, in memory */
+        unsigned throttled;        /* 429s of this order in `once` */
+        bool once_done;
+        struct Order *hash_next;
+} Order;
+
+typedef struct Orders {
+        Order **all; /* in order of creation */
+        size_t n, n_alloc;
+        Order **buckets;
+        size_t n_buckets;
+        size_t n_watched;
+        Heap queues[_ORDER_QUEUE_MAX];
+} Orders;
+
+void orders_done(Orders *t);
+
+Order *orders_find(const Orders *t, const char *customer_id, const char *order_id);
+/* The order, created unwatched and in no queue when it is new. NULL on ENOMEM. */
+Order *orders_ensure(Orders *t, const char *customer_id, const char *order_id);
+/* Adds an order from its stored row (a copy is made, except of the snapshot: see has_snapshot). */
+int orders_load_row(Orders *t, const OrderRow *row);
+
+/* Queues x at due (monotonic): the unsettled or the settled queue by its row. Nothing happens for
+ * an order that is busy or not watched, or when due is USEC_INFINITY (it is then in no queue). */
+void orders_enqueue(Orders *t, Order *x, uint64_t due);
+void orders_dequeue(Orders *t, Order *x);
+/* The order to poll at now, unsettled ones first; NULL when none is due, and *ret_wake (may be NULL)
+ * is set to the earliest due time, USEC_INFINITY when no order is queued. */
+Order *orders_next_due(Orders *t, uint64_t now, uint64_t *ret_wake);
+
+/* Makes exactly the orders of a and b (either may be empty) the watched ones; an order no longer
+ * listed leaves its queue. Newly watched orders are left for the caller to queue. */
+int orders_set_watched(Orders *t, const OrderRef *a, size_t n_a, const OrderRef *b, size_t n_b,
+                       size_t *ret_added, size_t *ret_removed);
+
+#define ORDERS_FOREACH(x, t) \
+        for (Order **_p = (t)->all, *x; _p < (t)->all + (t)->n && ((x = *_p), true); _p++)
