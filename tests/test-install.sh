@@ -4,8 +4,9 @@
 # Installs provwatch as a distribution package would (meson setup --prefix=/usr, meson install
 # --destdir) into a scratch directory and checks the tree:
 #   - usr/bin/provwatch, executable, reporting the project version;
-#   - the unit in systemd's unit directory (pkg-config systemd systemdsystemunitdir), with its
-#     ExecStart= pointing at the installed binary and config;
+#   - the unit and the template unit provwatch@.service in systemd's unit directory (pkg-config
+#     systemd systemdsystemunitdir), with their ExecStart= pointing at the installed binary and
+#     config;
 #   - the journal catalog in systemd's catalogdir;
 #   - etc/provwatch/provwatch.conf with every key commented out, and etc/provwatch/orders.d/;
 #   - the man pages provwatch.8 and provwatch.conf.5 (when scdoc is there);
@@ -93,6 +94,17 @@ if [ -f "$unit" ]; then
     fi
 else
     fail "no provwatch.service in $unitdir (under DESTDIR); found: $(find "$dest" -name provwatch.service)"
+fi
+template=$dest$unitdir/provwatch@.service
+if [ -f "$template" ]; then
+    exec_start=$(sed -n 's/^ExecStart=//p' "$template")
+    if [ "$exec_start" = "/usr/bin/provwatch -c /etc/provwatch/%i.conf run" ]; then
+        ok "template unit provwatch@.service installed in $unitdir (ExecStart=$exec_start)"
+    else
+        fail "provwatch@.service: ExecStart= is '$exec_start', expected the installed binary and /etc/provwatch/%i.conf"
+    fi
+else
+    fail "no provwatch@.service in $unitdir (under DESTDIR)"
 fi
 catalog=$dest$catalogdir/provwatch.catalog
 if [ -f "$catalog" ] && cmp -s "$catalog" "$srcdir/systemd/provwatch.catalog"; then
