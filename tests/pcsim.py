@@ -213,6 +213,12 @@ RECORDED_HEADERS = ("MS-CorrelationId", "MS-RequestId", "X-Locale", "Accept", "U
 
 TOKEN_PATH = re.compile(r"^/([^/]+)/oauth2/token$")
 API_PATH = re.compile(r"^/v(\d+)/customers/([^/]+)/orders/([^/]+)/provisioningstatus$")
+AUDIT_PATH = re.compile(r"^/v(\d+)/auditrecords$")
+CUSTOMERS_PATH = re.compile(r"^/v(\d+)/customers$")
+CUSTOMER_ORDERS_PATH = re.compile(r"^/v(\d+)/customers/([^/]+)/orders$")
+# fault target -> the API operation it applies to ("api" is provisioningstatus, as always)
+FAULT_TARGETS = {"api": "provisioningstatus", "auditrecords": "auditrecords",
+                 "customers": "customers", "customer-orders": "customer-orders", "token": "token"}
 
 
 def dumps(obj: Any) -> bytes:
@@ -231,6 +237,9 @@ def aad_error(error: str, description: str, code: int) -> dict[str, Any]:
 NOT_FOUND = pc_error(20000, "Order ID not found")
 BAD_INPUT = pc_error("800002", "Invalid request input", "PartnerApiServiceControllers")
 UNAUTHORIZED = pc_error(401, "Unauthorized: the access token is missing, invalid or expired.")
+CUSTOMER_NOT_FOUND = pc_error(600008, "The requested customer was not found.")
+RESOURCE_NOT_FOUND = pc_error(404, "Resource not found")
+AUDIT_TOO_OLD = pc_error(400, "Start date must be within the last 90 days.")
 INVALID_GRANT = aad_error("invalid_grant",
                           "AADSTS700082: The refresh token has expired due to inactivity.", 700082)
 MALFORMED_BODY = b'{"totalCount":1,"items":[{"lineItemNumber":0 "status":"fulfilled"}]'
@@ -485,6 +494,9 @@ FAULT_CLASS = {
 TOKEN_FAULTS = {"status", "429", "malformed", "garbage", "reset", "down", "invalid_grant",
                 "slow", "huge", "bom", "truncated", "slowloris"}
 API_FAULTS = set(FAULT_CLASS) - {"invalid_grant"}
+# activity log, customers, customer orders: everything that is not about provisioning items
+COLLECTION_FAULTS = {"status", "429", "malformed", "garbage", "reset", "down", "slow", "huge",
+                     "bom", "truncated", "slowloris", "wrong-type"}
 
 
 @dataclass
@@ -517,24 +529,27 @@ def parse_fault(obj: Any, fault_id: int) -> Fault:
     _check_keys(obj, common + extra, "fault")
     kind = obj.get("kind")
     target = obj.get("target", "api")
-    if target not in ("api", "token"):
-        raise SimError("fault: 'target' must be \"api\" or \"token\"")
-    allowed = API_FAULTS if target == "api" else TOKEN_FAULTS
+    if target not in FAULT_TARGETS:
+        raise SimError(f"fault: 'target' must be one of {', '.join(FAULT_TARGETS)}")
+    allowed = (API_FAULTS if target == "api" else TOKEN_FAULTS if target == "token"
+               else COLLECTION_FAULTS)
     if kind not in allowed:
         raise SimError(f"fault: kind {kind!r} is not one of {', '.join(sorted(allowed))} "
                        f"(target {target})")
     customer, order = obj.get("customer"), obj.get("order")
-    if target == "token" and (customer is not None or order is not None):
-        raise SimError("fault: 'customer'/'order' apply to target api only")
+    if customer is not None and target not in ("api", "customer-orders"):
+        raise SimError("fault: 'customer' applies to targets api and customer-orders only")
+    if order is not None and target != "api":
+        raise SimError("fault: 'order' applies to target api only")
     for k in ("customer", "order"):
         if obj.get(k) is not None and not isinstance(obj[k], str):
             raise SimError(f"fault: {k!r} must be a string")
     count = _int(obj, "count", "fault", -1)
     skip = _int(obj, "skip", "fault", 0)
     params = {k: obj[k] for k in extra if k in obj}
-    if kind == "status":
-        code = params.setdefault("status", 500)
-        if not isinstance(code, int) or not 200 <= code <= 599:
+    if kind in ("status", "invalid_grant"):
+        code = params.setdefault("status", 500 if kind == "status" else 400)
+        if not isinstance(code, int) or isinstance(code, bool) or not 200 <= code <= 599:
             raise SimError("fault: 'status' must be an HTTP status code")
     if kind == "429":
         params.setdefault("retry_after", 1)
@@ -546,8 +561,9 @@ def parse_fault(obj: Any, fault_id: int) -> Fault:
             raise SimError("fault: 'page_size' must be an integer >= 1")
     if kind == "wrong-type":
         fld = params.setdefault("field", "items")
-        if fld not in WRONG_TYPE_VALUES:
-            raise SimError(f"fault: 'field' must be one of {', '.join(WRONG_TYPE_VALUES)}")
+        fields = WRONG_TYPE_VALUES if target == "api" else ("items", "totalCount")
+        if fld not in fields:
+            raise SimError(f"fault: 'field' must be one of {', '.join(fields)} (target {target})")
     return Fault(fault_id, kind, target, customer, order, count, skip, params)
 
 
@@ -660,11 +676,16 @@ class RequestRecord(NamedTuple):
     tls: bool
     headers: tuple[str | None, ...]
     token: tuple[Any, ...] | None
+    op: str | None
+    ms_cv: str | None
+    sim: float
 
     def to_json(self) -> dict[str, Any]:
         d = self._asdict()
         d["faults"] = list(self.faults)
         d["headers"] = dict(zip(RECORDED_HEADERS, self.headers))
+        _, _, query = self.path.partition("?")
+        d["query"] = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
         if self.token is not None:
             d["token"] = dict(zip(("grant_type", "client_id", "resource", "refresh_token",
                                    "refresh_token_seq"), self.token))
@@ -700,6 +721,21 @@ class Config:
     change_every: float
     history_max: int
     seed: int | None
+    audit_lag: float = 0.0
+    audit_order: str = "asc"
+    fulfil_after: float = 60.0
+    invalid_grant_body: Any = None  # None: INVALID_GRANT
+
+
+@dataclass
+class PageSession:
+    """A collection answered page by page: the whole result, fixed at the first page."""
+    op: str
+    key: Any  # (customer, order) for provisioningstatus, else None
+    base: str  # the collection's uri without seekOperation
+    pages: list[list[Any]]
+    index: int
+    total: Any
 
 
 # ---------------------------------------------------------------------------------------
@@ -714,6 +750,9 @@ class Simulator:
         self.cond = threading.Condition(self.lock)
         self.rng = random.Random(cfg.seed)
         self.token_rng = random.Random(None if cfg.seed is None else cfg.seed + 1)
+        self.cv_rng = random.Random(None if cfg.seed is None else cfg.seed + 2)
+        self.id_rng = random.Random(None if cfg.seed is None else cfg.seed + 3)
+        self.clock_offset = 0.0
         self.start_mono = time.monotonic()
         self.stopping = False
         self.orders: dict[tuple[str, str], Order] = {}
@@ -738,14 +777,14 @@ class Simulator:
         self.windows: dict[str, collections.deque[float]] = {}
         self.faults: dict[int, Fault] = {}
         self.fault_counter = 0
-        self.pages: collections.OrderedDict[str, tuple[tuple[str, str], str, list[list[Any]],
-                                                       int, Any]] = collections.OrderedDict()
+        self.pages: collections.OrderedDict[str, PageSession] = collections.OrderedDict()
         self.page_counter = 0
         self.by_status: collections.Counter[str] = collections.Counter()
         self.by_kind: collections.Counter[str] = collections.Counter()
         self.by_kind_status: dict[str, collections.Counter[str]] = collections.defaultdict(
             collections.Counter)
         self.faults_applied: collections.Counter[str] = collections.Counter()
+        self.by_op: collections.Counter[str] = collections.Counter()
         self.rate_limited = 0
         self.tls_failures = 0
         self.thread = threading.Thread(target=self._run_scheduler, name="scheduler", daemon=True)
@@ -853,22 +892,26 @@ class Simulator:
     def _record(self, req: Request, kind: str, status: int, result: str, *,
                 tenant: str | None = None, auth: str = "missing", customer: str | None = None,
                 order: str | None = None, faults: Iterable[Fault] = (),
-                token: tuple[Any, ...] | None = None) -> None:
+                token: tuple[Any, ...] | None = None, op: str | None = None,
+                ms_cv: str | None = None) -> None:
         status_key = str(status) if status else "reset"
         self.by_status[status_key] += 1
         self.by_kind[kind] += 1
         self.by_kind_status[kind][status_key] += 1
+        if op is not None:
+            self.by_op[op] += 1
         rec = RequestRecord(
             self.request_count, round(req.mono - self.start_mono, 6), req.mono, req.wall,
             req.method, req.path + ("?" + req.query if req.query else ""), kind, tenant, status,
             auth, customer, order, tuple(f.kind for f in faults), result, req.tls,
-            tuple(req.header(h) for h in RECORDED_HEADERS), token)
+            tuple(req.header(h) for h in RECORDED_HEADERS), token, op, ms_cv,
+            round(req.wall + self.clock_offset, 6))
         self.request_count += 1
         self.requests.append(rec)
         if self.log.requests:
             fl = ",".join(rec.faults) or "-"
-            self.log(f"{req.method} {rec.path} -> {status_key} kind={kind} tenant={tenant} "
-                     f"auth={auth} result={result} faults={fl}")
+            self.log(f"{req.method} {rec.path} -> {status_key} kind={kind} op={op} "
+                     f"tenant={tenant} auth={auth} result={result} faults={fl}")
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -900,7 +943,8 @@ class Simulator:
         if f.kind in ("reset", "down"):
             return Plan(0, reset=True)
         if f.kind == "invalid_grant":
-            return json_plan(400, INVALID_GRANT)
+            return Plan(p["status"], _body_bytes(p.get("body", self._invalid_grant_body())),
+                        p.get("content_type", JSON_CT))
         if f.kind == "garbage":
             return Plan(200, _body_bytes(p.get("body", GARBAGE_BODY.decode())),
                         p.get("content_type", "text/html"))
@@ -924,7 +968,8 @@ class Simulator:
             err = {400: "invalid_request", 401: "invalid_client"}.get(code, "temporarily_unavailable")
             body_bytes = dumps(aad_error(err, f"AADSTS50000: simulated error {code}.", 50000))
         elif code == 404:
-            body_bytes = dumps(NOT_FOUND)
+            body_bytes = dumps({"api": NOT_FOUND, "customer-orders": CUSTOMER_NOT_FOUND}.get(
+                f.target, RESOURCE_NOT_FOUND))
         elif code == 400:
             body_bytes = dumps(BAD_INPUT)
         elif code == 401:
@@ -958,8 +1003,16 @@ class Simulator:
             return self.handle_token(req, unquote(m.group(1)))
         m = API_PATH.match(req.path)
         if m:
-            return self.handle_api(req, unquote(m.group(2)), unquote(m.group(3)))
-        plan = json_plan(404, pc_error(404, "Resource not found"))
+            return self.handle_api(req, "provisioningstatus", unquote(m.group(2)),
+                                   unquote(m.group(3)))
+        m = CUSTOMER_ORDERS_PATH.match(req.path)
+        if m:
+            return self.handle_api(req, "customer-orders", unquote(m.group(2)), None)
+        if AUDIT_PATH.match(req.path):
+            return self.handle_api(req, "auditrecords", None, None)
+        if CUSTOMERS_PATH.match(req.path):
+            return self.handle_api(req, "customers", None, None)
+        plan = json_plan(404, RESOURCE_NOT_FOUND)
         with self.lock:
             self._record(req, "other", 404, "no_route")
         return plan
@@ -993,13 +1046,14 @@ class Simulator:
                 plan = json_plan(405, aad_error("invalid_request",
                                                 "AADSTS900561: The endpoint only accepts POST requests.",
                                                 900561))
-                self._record(req, "token", 405, "method", tenant=tenant, token=token_info)
+                self._record(req, "token", 405, "method", tenant=tenant, token=token_info,
+                             op="token")
                 return plan
             faults = self._take_faults("token", None, None, True, False)
             if faults and FAULT_CLASS[faults[-1].kind] == "terminal":
                 plan = self._finish(self._terminal_plan(faults[-1]), faults, None)
                 self._record(req, "token", plan.status, "fault", tenant=tenant, faults=faults,
-                             token=token_info)
+                             token=token_info, op="token")
                 return plan
             status, data, result = self._grant(ctype, form, tenant, rt_state)
             for f in faults:
@@ -1009,8 +1063,12 @@ class Simulator:
             if status == 200:
                 plan.headers += [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache")]
             self._record(req, "token", status, result, tenant=tenant, faults=faults,
-                         token=token_info)
+                         token=token_info, op="token")
             return plan
+
+    def _invalid_grant_body(self) -> Any:
+        body = self.cfg.invalid_grant_body
+        return INVALID_GRANT if body is None else body
 
     def _grant(self, ctype: str, form: dict[str, str], tenant: str,
                rt_state: str) -> tuple[int, dict[str, Any], str]:
@@ -1038,7 +1096,7 @@ class Simulator:
             return 401, aad_error("invalid_client", "AADSTS7000215: Invalid client secret "
                                   "provided.", 7000215), "invalid_client"
         if grant == "refresh_token" and rt_state != "valid":
-            return 400, dict(INVALID_GRANT), "invalid_grant"
+            return 400, json.loads(json.dumps(self._invalid_grant_body())), "invalid_grant"
         ttl = self.cfg.token_ttl
         wall = int(time.time())
         self.access_counter += 1
@@ -1089,62 +1147,87 @@ class Simulator:
         window.append(now)
         return 0
 
-    def handle_api(self, req: Request, customer: str, order_id: str) -> Plan:
-        continuation = "Next" in parse_qs(req.query).get("seekOperation", [])
+    def _ms_cv(self) -> str:
+        """A correlation vector as Partner Center sends in MS-CV: base64 of 16 bytes, ".n"."""
+        base = base64.b64encode(self.cv_rng.getrandbits(128).to_bytes(16, "big")).decode()
+        return f"{base.rstrip('=')}.{self.cv_rng.randrange(10)}"
+
+    def handle_api(self, req: Request, op: str, customer: str | None,
+                   order_id: str | None) -> Plan:
         echo = [(h, v) for h in ("MS-CorrelationId", "MS-RequestId")
                 if (v := req.header(h)) is not None]
         with self.lock:
-            plan = self._api_locked(req, customer, order_id, continuation)
+            plan = self._api_locked(req, op, customer, order_id)
         plan.headers += echo
         return plan
 
-    def _api_locked(self, req: Request, customer: str, order_id: str,
-                    continuation: bool) -> Plan:
+    def _api_locked(self, req: Request, op: str, customer: str | None,
+                    order_id: str | None) -> Plan:
+        """Auth, method and rate limit, common to every Partner Center API operation."""
         now = self.now()
+        cv: str | None = self._ms_cv()
         auth, tenant = self._check_bearer(req.header("Authorization"), now)
-        rec: dict[str, Any] = {"tenant": tenant, "auth": auth, "customer": customer,
-                               "order": order_id}
+        faults: list[Fault] = []
         if auth != "valid" or tenant is None:
-            self._record(req, "api", 401, "unauthorized", **rec)
-            return json_plan(401, UNAUTHORIZED,
-                             [("WWW-Authenticate", 'Bearer error="invalid_token"')])
-        if req.method != "GET":
-            self._record(req, "api", 405, "method", **rec)
-            return json_plan(405, pc_error(405, "Method not allowed"), [("Allow", "GET")])
-        retry = self._rate_limit(tenant, now)
-        if retry:
+            plan, result = json_plan(401, UNAUTHORIZED, [
+                ("WWW-Authenticate", 'Bearer error="invalid_token"')]), "unauthorized"
+        elif req.method != "GET":
+            plan, result = json_plan(405, pc_error(405, "Method not allowed"),
+                                     [("Allow", "GET")]), "method"
+        elif retry := self._rate_limit(tenant, now):
             self.rate_limited += 1
-            self._record(req, "api", 429, "rate_limited", **rec)
-            return json_plan(429, {"statusCode": 429, "message": "Rate limit is exceeded. "
-                                   f"Try again in {retry} seconds."},
-                             [("Retry-After", str(retry))])
-        plan, faults = self._api_answer(req, customer, order_id, continuation, now)
-        result = ("fault" if faults else
-                  {200: "ok", 400: "bad_continuation", 404: "not_found"}[plan.status])
-        self._record(req, "api", plan.status, result, faults=faults, **rec)
+            plan, result = json_plan(429, {"statusCode": 429, "message": "Rate limit is "
+                                           f"exceeded. Try again in {retry} seconds."},
+                                     [("Retry-After", str(retry))]), "rate_limited"
+        else:
+            answer = {"provisioningstatus": self._status_answer,
+                      "auditrecords": self._audit_answer,
+                      "customers": self._customers_answer,
+                      "customer-orders": self._customer_orders_answer}[op]
+            plan, faults, result = answer(req, customer, order_id, now)
+        if plan.reset:
+            cv = None
+        else:
+            plan.headers.append(("MS-CV", cv))  # type: ignore[arg-type]
+        self._record(req, "api", plan.status, result, tenant=tenant, auth=auth,
+                     customer=customer, order=order_id, faults=faults, op=op, ms_cv=cv)
         return plan
 
-    def _api_answer(self, req: Request, customer: str, order_id: str, continuation: bool,
-                    now: float) -> tuple[Plan, list[Fault]]:
+    @staticmethod
+    def _continuation(req: Request) -> bool:
+        return "Next" in parse_qs(req.query).get("seekOperation", [])
+
+    def _session(self, req: Request, op: str, key: Any) -> PageSession | None:
+        """The page a continuation request asks for (its MS-ContinuationToken), if valid."""
+        session = self.pages.get(req.header("MS-ContinuationToken") or "")
+        if session is None or session.op != op or session.key != key:
+            return None
+        return session
+
+    def _status_answer(self, req: Request, customer: str | None, order_id: str | None,
+                       now: float) -> tuple[Plan, list[Fault], str]:
+        assert customer is not None and order_id is not None
+        continuation = self._continuation(req)
         order = self.orders.get((customer, order_id))
         session = None
         if continuation:
-            session = self.pages.get(req.header("MS-ContinuationToken") or "")
-            if session is not None and session[0] != (customer, order_id):
-                session = None
+            session = self._session(req, "provisioningstatus", (customer, order_id))
             status = 200 if session is not None else 400
         else:
             status = 200 if order is not None and now >= order.visible_at else 404
+        result = {200: "ok", 400: "bad_continuation", 404: "not_found"}[status]
         if not self.faults:  # the fast path benchmarks take
             if status == 200 and order is not None and session is None:
-                return Plan(200, order.body()), []
+                return Plan(200, order.body()), [], result
             return json_plan(status, self._page(session) if session else
-                             BAD_INPUT if status == 400 else NOT_FOUND), []
+                             BAD_INPUT if status == 400 else NOT_FOUND), [], result
         faults = self._take_faults("api", customer, order_id, status == 200, continuation)
+        result = "fault" if faults else result
         if faults and FAULT_CLASS[faults[-1].kind] == "terminal":
-            return self._finish(self._terminal_plan(faults[-1]), faults, None), faults
+            return self._finish(self._terminal_plan(faults[-1]), faults, None), faults, result
         if status != 200:
-            return self._finish(Plan(status), faults, BAD_INPUT if status == 400 else NOT_FOUND), faults
+            return (self._finish(Plan(status), faults, BAD_INPUT if status == 400 else NOT_FOUND),
+                    faults, result)
         data = self._page(session) if session else order.data()  # type: ignore[union-attr]
         for f in faults:
             if FAULT_CLASS[f.kind] == "data" and f.kind != "paginate":
@@ -1152,7 +1235,13 @@ class Simulator:
         pager = next((f for f in faults if f.kind == "paginate"), None)
         if pager is not None:
             data = self._paginate(customer, order_id, data, pager.params["page_size"])
-        return self._finish(Plan(200), faults, data), faults
+        return self._finish(Plan(200), faults, data), faults, result
+
+    def _audit_answer(self, req: Request, customer: str | None, order_id: str | None,
+                      now: float) -> tuple[Plan, list[Fault], str]:
+        return json_plan(404, RESOURCE_NOT_FOUND), [], "not_found"
+
+    _customers_answer = _customer_orders_answer = _audit_answer
 
     def _paginate(self, customer: str, order_id: str, data: dict[str, Any],
                   size: int) -> dict[str, Any]:
@@ -1162,23 +1251,36 @@ class Simulator:
         pages = [items[i:i + size] for i in range(0, len(items), size)] or [[]]
         base = f"/customers/{quote(customer, safe='')}/orders/{quote(order_id, safe='')}" \
                "/provisioningstatus"
-        return self._page(((customer, order_id), base, pages, 0, data.get("totalCount")))
+        return self._page(PageSession("provisioningstatus", (customer, order_id), base, pages,
+                                      0, data.get("totalCount")))
 
-    def _page(self, session: tuple[tuple[str, str], str, list[list[Any]], int, Any]
-              ) -> dict[str, Any]:
-        key, base, pages, index, total = session
-        links: dict[str, Any] = {"self": {"uri": base + ("?seekOperation=Next" if index else ""),
+    def _page(self, session: PageSession) -> dict[str, Any]:
+        """One page of a collection; registers the continuation token of the next one."""
+        base = session.base
+        next_uri = base + ("&" if "?" in base else "?") + "seekOperation=Next"
+        links: dict[str, Any] = {"self": {"uri": next_uri if session.index else base,
                                           "method": "GET", "headers": []}}
-        if index + 1 < len(pages):
+        items = session.pages[session.index]
+        if session.index + 1 < len(session.pages):
             self.page_counter += 1
-            token = base64.b64encode(struct.pack("<I", self.page_counter)).decode()
-            self.pages[token] = (key, base, pages, index + 1, total)
+            last = items[-1] if items else None
+            if session.op == "auditrecords" and isinstance(last, dict) \
+                    and isinstance(last.get("operationDate"), str):
+                # Partner Center's activity-log tokens encode the position: date|count
+                token = base64.b64encode(
+                    f"key={last['operationDate']}|{self.page_counter}".encode()).decode()
+            else:
+                token = base64.b64encode(struct.pack("<I", self.page_counter)).decode()
+            self.pages[token] = PageSession(session.op, session.key, base, session.pages,
+                                            session.index + 1, session.total)
             if len(self.pages) > MAX_PAGE_SESSIONS:
                 self.pages.popitem(last=False)
-            links["next"] = {"uri": base + "?seekOperation=Next", "method": "GET",
+            links["next"] = {"uri": next_uri, "method": "GET",
                              "headers": [{"key": "MS-ContinuationToken", "value": token}]}
-        return {"totalCount": total, "items": json.loads(json.dumps(pages[index])),
-                "links": links, "attributes": {"objectType": "Collection"}}
+        # data faults edit provisioning items in place; other collections' faults do not
+        items = json.loads(json.dumps(items)) if session.op == "provisioningstatus" else list(items)
+        return {"totalCount": session.total, "items": items, "links": links,
+                "attributes": {"objectType": "Collection"}}
 
     # -- control API ------------------------------------------------------------------------
 
