@@ -1235,6 +1235,11 @@ class Simulator:
         self.rate_limited = 0
         self.tls_failures = 0
         self.thread = threading.Thread(target=self._run_scheduler, name="scheduler", daemon=True)
+        self.answers: dict[str, Callable[[Request, str | None, str | None, float],
+                                         tuple[Plan, list[Fault], str]]] = {
+            "provisioningstatus": self._status_answer, "auditrecords": self._audit_answer,
+            "customers": self._customers_answer,
+            "customer-orders": self._customer_orders_answer}
 
     # -- time and scheduling --------------------------------------------------------------
 
@@ -1819,8 +1824,9 @@ class Simulator:
 
     def _ms_cv(self) -> str:
         """A correlation vector as Partner Center sends in MS-CV: base64 of 16 bytes, ".n"."""
-        base = base64.b64encode(self.cv_rng.getrandbits(128).to_bytes(16, "big")).decode()
-        return f"{base.rstrip('=')}.{self.cv_rng.randrange(10)}"
+        bits = self.cv_rng.getrandbits(132)
+        base = base64.b64encode((bits >> 4).to_bytes(16, "big")).decode()
+        return f"{base[:22]}.{(bits & 15) % 10}"
 
     def handle_api(self, req: Request, op: str, customer: str | None,
                    order_id: str | None) -> Plan:
@@ -1850,11 +1856,7 @@ class Simulator:
                                            f"exceeded. Try again in {retry} seconds."},
                                      [("Retry-After", str(retry))]), "rate_limited"
         else:
-            answer = {"provisioningstatus": self._status_answer,
-                      "auditrecords": self._audit_answer,
-                      "customers": self._customers_answer,
-                      "customer-orders": self._customer_orders_answer}[op]
-            plan, faults, result = answer(req, customer, order_id, now)
+            plan, faults, result = self.answers[op](req, customer, order_id, now)
         if plan.reset:
             cv = None
         else:
