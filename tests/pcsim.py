@@ -638,7 +638,9 @@ class LineItem:
         if self.quantity is not None:
             return self.quantity
         first = self.steps[0][1] if self.steps else self.state
-        return max(1, sum(q for _, q in (first.qpi or ()) if first is not None))
+        if first is None or not first.qpi:
+            return 1
+        return max(1, sum(q for _, q in first.qpi))
 
     def terminal(self) -> bool:
         return self.state is not None and self.state.status.lower() in TERMINAL
@@ -702,7 +704,7 @@ class Order:
     def document(self) -> dict[str, Any]:
         """The order as the activity log's resourceNewValue holds it (PascalCase)."""
         _, status_uri = self._links()
-        items = []
+        items: list[dict[str, Any]] = []
         for li in self.items:
             oid, name = li.offer()
             items.append({"LineItemNumber": li.number, "ProvisioningContext": None,
@@ -726,7 +728,7 @@ class Order:
         links = {"provisioningStatus": {"uri": status_uri, "method": "GET", "headers": []},
                  "self": {"uri": self_uri, "method": "GET", "headers": []}
                  } if status == "pending" else {}
-        items = []
+        items: list[dict[str, Any]] = []
         for li in self.items:
             oid, name = li.offer()
             items.append({"lineItemNumber": li.number, "offerId": oid, "friendlyName": name,
@@ -1425,11 +1427,12 @@ class Simulator:
         line items of distinct catalog offers, quantities 1-300, that go pending -> (part
         fulfilled) -> fulfilled over fulfil_after seconds, jittered by +-50 % per item."""
         rng = self.place_rng
-        pool = [(random_uuid(rng), name) for name in CUSTOMER_NAMES[:max(1, min(n, len(CUSTOMER_NAMES)))]]
+        names = CUSTOMER_NAMES[:max(1, min(n, len(CUSTOMER_NAMES)))]
+        pool = [(random_uuid(rng), name) for name in names]
         orders = []
         for at in sorted(rng.uniform(0.0, over) for _ in range(n)):
             cid, name = rng.choice(pool)
-            items = []
+            items: list[LineItem] = []
             for number, (offer, fname) in enumerate(rng.sample(CATALOG, rng.randint(1, 3))):
                 q = rng.randint(1, 300)
                 span = fulfil_after * rng.uniform(0.5, 1.5)
@@ -2081,7 +2084,10 @@ class Simulator:
             links["next"] = {"uri": next_uri, "method": "GET",
                              "headers": [{"key": "MS-ContinuationToken", "value": token}]}
         # data faults edit provisioning items in place; other collections' faults do not
-        items = json.loads(json.dumps(items)) if session.op == "provisioningstatus" else list(items)
+        if session.op == "provisioningstatus":
+            items = json.loads(json.dumps(items))
+        else:
+            items = list(items)
         return {"totalCount": session.total, "items": items, "links": links,
                 "attributes": {"objectType": "Collection"}}
 
@@ -2260,7 +2266,7 @@ class Simulator:
         if not isinstance(raw, list) or not raw:
             raise SimError(f"{where}: must be a non-empty list")
         numbers = set(taken)
-        items = []
+        items: list[LineItem] = []
         for i, obj in enumerate(raw):
             w = f"{where}[{i}]"
             if isinstance(obj, dict) and "number" not in obj:
@@ -2332,8 +2338,9 @@ class Simulator:
                 except ValueError:
                     ticks = self.sim_ticks()
             custom = raw.get("customizedData")
-            order = next((d.get("value") for d in custom if isinstance(d, dict)
-                          and d.get("key") == "OrderId"), None) if isinstance(custom, list) else None
+            order = next((d.get("value") for d in custom
+                          if isinstance(d, dict) and d.get("key") == "OrderId"),
+                         None) if isinstance(custom, list) else None
             e = self._add_audit(raw, ticks, raw.get("customerId"), order, visible_at)
             return 200, {"record": raw, "audit": e.info(self._lag_ticks())}
         _check_keys(body, ("operation", "customer", "customer_name", "order", "status",

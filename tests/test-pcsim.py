@@ -650,7 +650,8 @@ class DiscoveryTest(unittest.TestCase):
         s.ok("POST", "/clock", {"now": "2026-12-01T09:14:02.5531200Z"})
         try:
             placed = s.ok("POST", "/place", {
-                "customer": "7b21e0c4-58d9-4f0a-b3e6-91c2d4a6f8e0", "customer_name": "Fabrikam Ltd",
+                "customer": "7b21e0c4-58d9-4f0a-b3e6-91c2d4a6f8e0",
+                "customer_name": "Fabrikam Ltd",
                 "order": "q9XkT2mW7pL4vN8rB3sY6hJ1", "line_items": [
                     {"number": 0, "offer_id": "CFQ7TTC0LH18:0001:CFQ7TTC0KHS4", "quantity": 25},
                     {"number": 1, "offer_id": "CFQ7TTC0LHSF:0001:CFQ7TTC0K8QF", "quantity": 25}]})
@@ -681,7 +682,8 @@ class DiscoveryTest(unittest.TestCase):
         self.assertEqual([d["key"] for d in mine["customizedData"]],
                          [d["key"] for d in model["customizedData"][:-1]])
         self.assertEqual(mine["customizedData"], model["customizedData"][:-1])
-        order, model_order = json.loads(mine["resourceNewValue"]), json.loads(model["resourceNewValue"])
+        order = json.loads(mine["resourceNewValue"])
+        model_order = json.loads(model["resourceNewValue"])
         self.assertEqual(list(order), list(model_order))
         self.assertEqual(order["LineItems"][1], model_order["LineItems"][1])
         self.assertEqual((order["Id"], order["Status"], order["CreationDate"]),
@@ -1091,10 +1093,10 @@ class DiscoveryTest(unittest.TestCase):
         token = s.access_token("budget-tenant")
         s.ok("POST", "/config", {"tenant_limit": 3})
         try:
-            self.assertEqual([s.pc(p, token)[0] for p in (
-                f"/auditrecords?startDate={self.day()}", "/customers",
-                "/customers/sc-cust/orders", "/customers/sc-cust/orders/sc-now/provisioningstatus")],
-                [200, 200, 200, 429])
+            paths = (f"/auditrecords?startDate={self.day()}", "/customers",
+                     "/customers/sc-cust/orders",
+                     "/customers/sc-cust/orders/sc-now/provisioningstatus")
+            self.assertEqual([s.pc(p, token)[0] for p in paths], [200, 200, 200, 429])
             status, headers, _ = s.pc(f"/auditrecords?startDate={self.day()}", token)
             self.assertEqual(status, 429)
             self.assertTrue(1 <= int(headers["Retry-After"]) <= 60)
@@ -1154,7 +1156,8 @@ class CustomerList(unittest.TestCase):
             self.assertEqual([len(p["items"]) for p in pages], [4, 2])
             self.assertEqual({p["totalCount"] for p in pages}, {6})
             self.assertEqual(pages[0]["links"]["self"]["uri"], "/customers?size=4")
-            self.assertEqual(pages[0]["links"]["next"]["uri"], "/customers?size=4&seekOperation=Next")
+            self.assertEqual(pages[0]["links"]["next"]["uri"],
+                             "/customers?size=4&seekOperation=Next")
             items = [c for p in pages for c in p["items"]]
             self.assertEqual(len({c["id"] for c in items}), 6)
             want = fixture("customers.json")
@@ -1267,7 +1270,8 @@ class OtherInstances(unittest.TestCase):
                 self.assertTrue(r["record"]["operationDate"].startswith("2026-12-06T23:59:0"))
             changes = a.ok("GET", "/changes")["changes"]
             self.assertEqual(sum(c["kind"] == "audit_visible" for c in changes), 6)
-            fulfilled = [c for c in changes if c["kind"] == "changed" and c["status"] == "fulfilled"]
+            fulfilled = [c for c in changes
+                         if c["kind"] == "changed" and c["status"] == "fulfilled"]
             self.assertEqual(len(fulfilled), sum(len(o["line_items"]) for o in oa))
             token = a.access_token()
             pages = a.pages("/auditrecords?startDate=2026-12-06&size=4&filter="
