@@ -1099,7 +1099,7 @@ def json_plan(status: int, obj: Any, headers: list[tuple[str, str]] | None = Non
 
 
 class RequestRecord(NamedTuple):
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, named as in the JSON
     t: float
     mono: float
     wall: float
@@ -2437,7 +2437,7 @@ class Simulator:
         limit = int(q.get("limit", limit))
         first = total - len(records)
         nxt = max(since, first)
-        out = []
+        out: list[Any] = []
         for i in range(nxt - first, len(records)):
             if len(out) >= limit:
                 break
@@ -2558,7 +2558,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks, total = [], 0
+            chunks: list[bytes] = []
+            total = 0
             while True:
                 size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -2664,7 +2665,7 @@ class SimServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup; loopback needs none.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        self.server_name, self.server_port = self.server_address[:2]  # type: ignore[assignment]
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         conn = request
