@@ -148,8 +148,9 @@ API  (every Partner Center operation below, op = the name in the request log)
     "source":"PartnerFD"} (result "too_old").
 
   GET /v{N}/customers[?size=S][&seekOperation=Next]                     op "customers"
-    Every customer (CUSTOMERS), in the order they became known, S per page (1..500,
-    default 500, else 400): {"totalCount":n,"items":[{"id":ID,"companyProfile":{"tenantId":ID,
+    Every customer (CUSTOMERS AND ORDER DETAILS), in the order they became known (those of
+    --customers first), S per page (1..500, default 500, else 400):
+    {"totalCount":n,"items":[{"id":ID,"companyProfile":{"tenantId":ID,
     "domain":"<name's letters and digits>.onmicrosoft.com","companyName":NAME},
     "relationshipToPartner":"reseller","attributes":{"objectType":"Customer"}}...],
     "links":{"self":{"uri":"/customers?size=S",..}[,"next":..]},"attributes":..}.
@@ -169,12 +170,12 @@ API  (every Partner Center operation below, op = the name in the request log)
 ACTIVITY LOG
     Records are written by placing orders (POST /_control/place, --place, scenario "placed"
     or "placed_at": a succeeded create_order dated when placed) and by POST
-    /_control/auditrecords. A record has a date (its operationDate; for a raw record the
-    "date"/"offset" given, else its operationDate if that parses, else the time it was
-    written), which orders and filters it, and becomes visible when the
-    simulated clock reaches its date + the lag (--audit-lag, config "audit_lag"; a change of
-    the lag applies to records not yet visible) or the time given for it. Once visible it
-    stays visible; that moment is logged as a change of kind "audit_visible" (CHANGE).
+    /_control/auditrecords. A record has a date, which orders and filters it: its
+    operationDate (for a raw record the "date"/"offset" given, else its operationDate if
+    that parses, else the time it was written). It becomes visible when the simulated clock
+    reaches its date + the lag (--audit-lag, config "audit_lag"; a change of the lag applies
+    to records not yet visible) or the time given for it. Once visible it stays visible;
+    that moment is logged as a change of kind "audit_visible" (CHANGE).
     AUDIT_RECORD (as auditrecords-orders-1.json):
         {"id":"<partnerId>_<customerId>_<orderId>_<operationType without _>_<.NET ticks of
                operationDate>",
