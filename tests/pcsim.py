@@ -481,6 +481,7 @@ class ApiError(Exception):
 TICKS = 10_000_000
 DOTNET_EPOCH_TICKS = 621355968000000000  # .NET DateTime ticks of 1970-01-01T00:00:00Z
 TICKS_PER_DAY = 86400 * TICKS
+MAX_TICKS = 253402300799 * TICKS  # 9999-12-31T23:59:59Z
 RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
                      r"([Zz]|[+-]\d{2}:\d{2})$")
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -494,6 +495,22 @@ def parse_time(text: Any) -> int:
     zone = "+00:00" if m[6] in "Zz" else m[6]
     dt = datetime.datetime.fromisoformat(f"{m[1]}T{m[2]}:{m[3]}:{m[4]}{zone}")
     return calendar.timegm(dt.utctimetuple()) * TICKS + int((m[5] or "")[:7].ljust(7, "0"))
+
+
+def in_range(ticks: int, where: str) -> int:
+    """Simulated times stay within 1970..9999, which every date function handles."""
+    if not 0 <= ticks <= MAX_TICKS:
+        raise SimError(f"{where}: the time falls outside 1970-01-01..9999-12-31")
+    return ticks
+
+
+def time_arg(obj: dict[str, Any], key: str, where: str) -> int:
+    """A control request's RFC 3339 member -> ticks; a clear error naming it."""
+    try:
+        ticks = parse_time(obj[key])
+    except ValueError as e:
+        raise SimError(f"{where}: {key!r}: {e}") from None
+    return in_range(ticks, where)
 
 
 def parse_day(text: Any) -> datetime.date:
@@ -779,7 +796,8 @@ def _int(obj: dict[str, Any], key: str, where: str, default: Any = ...) -> Any:
 
 def _number(obj: dict[str, Any], key: str, where: str, default: float) -> float:
     value = obj.get(key, default)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0 \
+            or not math.isfinite(value):
         raise SimError(f"{where}: {key!r} must be a number >= 0")
     return float(value)
 
@@ -2220,7 +2238,7 @@ class Simulator:
         if len(given) != 1:
             raise SimError("clock: give exactly one of 'offset', 'now', 'advance'")
         if "now" in body:
-            ticks = parse_time(body["now"]) - time.time_ns() // 100
+            ticks = time_arg(body, "now", "clock") - time.time_ns() // 100
         else:
             value = body[given[0]]
             if not isinstance(value, (int, float)) or isinstance(value, bool) \
@@ -2229,6 +2247,7 @@ class Simulator:
             ticks = round(value * TICKS)
             if given[0] == "advance":
                 ticks += self.clock_offset_ticks
+        in_range(time.time_ns() // 100 + ticks, "clock")
         self.set_clock_offset(ticks)
         return 200, self._clock_json()
 
@@ -2237,8 +2256,9 @@ class Simulator:
         if "date" in body and "offset" in body:
             raise SimError(f"{where}: give 'date' or 'offset', not both")
         if "date" in body:
-            return parse_time(body["date"])
-        return self.sim_ticks() - round(_number(body, "offset", where, 0.0) * TICKS)
+            return time_arg(body, "date", where)
+        return in_range(self.sim_ticks() - round(_number(body, "offset", where, 0.0) * TICKS),
+                        where)
 
     def _visible_at(self, body: dict[str, Any], where: str) -> int | None:
         """"visible_at" (RFC 3339 or simulated Unix seconds) or "visible_after" (seconds
@@ -2246,13 +2266,16 @@ class Simulator:
         if "visible_at" in body and "visible_after" in body:
             raise SimError(f"{where}: give 'visible_at' or 'visible_after', not both")
         if "visible_after" in body:
-            return self.sim_ticks() + round(_number(body, "visible_after", where, 0.0) * TICKS)
+            return in_range(self.sim_ticks()
+                        + round(_number(body, "visible_after", where, 0.0) * TICKS), where)
         value = body.get("visible_at")
         if value is None:
             return None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return round(value * TICKS)
-        return parse_time(value)
+            if not math.isfinite(value):
+                raise SimError(f"{where}: 'visible_at' must be finite")
+            return in_range(round(value * TICKS), where)
+        return time_arg(body, "visible_at", where)
 
     def _fulfil_after(self, body: dict[str, Any], where: str) -> float | None:
         if "fulfil_after" in body and body["fulfil_after"] is None:
@@ -2335,8 +2358,8 @@ class Simulator:
                 ticks = self._when(body, where)
             else:
                 try:
-                    ticks = parse_time(raw.get("operationDate"))
-                except ValueError:
+                    ticks = in_range(parse_time(raw.get("operationDate")), where)
+                except (ValueError, SimError):
                     ticks = self.sim_ticks()
             custom = raw.get("customizedData")
             order = next((d.get("value") for d in custom
@@ -2765,9 +2788,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--place, --customers, --place-over, --fulfil-after, --audit-lag must be >= 0")
     if args.clock is not None:
         try:
-            args.clock = parse_time(args.clock)
+            args.clock = in_range(parse_time(args.clock), "--clock")
         except ValueError as e:
             p.error(f"--clock: {e}")
+        except SimError as e:
+            p.error(str(e))
     if args.in_flight is None:
         args.in_flight = args.generate // 10
     if not 0 <= args.in_flight <= args.generate:

@@ -769,6 +769,10 @@ class DiscoveryTest(unittest.TestCase):
                                                              "customer": "x"})[0], 400)
         self.assertEqual(s.control("POST", "/clock", {"offset": 1, "advance": 2})[0], 400)
         self.assertEqual(s.control("POST", "/clock", {"now": "2026-12-06"})[0], 400)
+        self.assertEqual(s.control("POST", "/clock", {"offset": 1e300})[0], 400)
+        self.assertEqual(s.ok("GET", "/clock")["offset"], 0)
+        self.assertEqual(s.control("POST", "/auditrecords", {"raw": {},
+                                                             "visible_after": 1e300})[0], 400)
         self.assertEqual(s.control("POST", "/config", {"audit_order": "up"})[0], 400)
         self.assertEqual(s.control("POST", "/config", {"audit_lag": -1})[0], 400)
         self.assertEqual(s.ok("GET", "/customers")["customers"].count("x"), 0)
