@@ -34,8 +34,9 @@ COMMAND LINE
                       (numbers and orderLineItemIds 0, 1, 2) of distinct offers of a catalog
                       of 14 Microsoft 365 offers, quantities 1-300; random 24-character order
                       ids. Each line item is prefulfillmentpending for its whole quantity
-                      when placed, partly fulfilled half-way (quantity > 1) and fulfilled
-                      after --fulfil-after seconds (default 60), jittered +-50 % per line item
+                      when placed, partly fulfilled at 30-70 % of the way (quantity > 1) and
+                      fulfilled after --fulfil-after seconds (default 60), jittered +-50 %
+                      per line item
     --customers N     add N customers without orders ("<company> <k>", random GUIDs), e.g. to
                       make a sweep of the customer list cost what it costs a large partner
     --clock T         start the simulated clock (TIME) at the RFC 3339 time T, e.g.
