@@ -402,18 +402,16 @@ static void line_item_array_done(LineItemArray *a) {
         free(a->items);
 }
 
-static int parse_provisioning_page(const char *body, size_t size, Snapshot *snap, PcPage *page, const char **reason) {
+int pc_parse_collection(const char *body, size_t size, json_object **ret_root, json_object **ret_items, PcPage *page,
+                        const char **reason) {
         _cleanup_(json_object_putp) json_object *root = NULL;
-        _cleanup_(line_item_array_done) LineItemArray a = {};
         _cleanup_(pc_page_done) PcPage p = {};
         json_object *v, *items;
-        int64_t dup;
         int r;
 
         r = json_parse_body(body, size, false, &root, reason);
         if (r < 0)
                 return r;
-
         v = json_get(root, "totalCount");
         if (v) {
                 int64_t total;
@@ -423,7 +421,6 @@ static int parse_provisioning_page(const char *body, size_t size, Snapshot *snap
                         return -EBADMSG;
                 }
         }
-
         if (!json_object_object_get_ex(root, "items", &items)) {
                 *reason = "missing items";
                 return -EBADMSG;
@@ -432,6 +429,29 @@ static int parse_provisioning_page(const char *body, size_t size, Snapshot *snap
                 *reason = "items is not an array";
                 return -EBADMSG;
         }
+        r = parse_links(root, &p, reason);
+        if (r < 0)
+                return r;
+        *ret_items = items;
+        *ret_root = TAKE_PTR(root);
+        if (page) {
+                *page = p;
+                p = (PcPage) {};
+        }
+        return 0;
+}
+
+static int parse_provisioning_page(const char *body, size_t size, Snapshot *snap, PcPage *page, const char **reason) {
+        _cleanup_(json_object_putp) json_object *root = NULL;
+        _cleanup_(line_item_array_done) LineItemArray a = {};
+        _cleanup_(pc_page_done) PcPage p = {};
+        json_object *items;
+        int64_t dup;
+        int r;
+
+        r = pc_parse_collection(body, size, &root, &items, &p, reason);
+        if (r < 0)
+                return r;
 
         size_t n = json_object_array_length(items);
         if (n > 0) {
@@ -445,10 +465,6 @@ static int parse_provisioning_page(const char *body, size_t size, Snapshot *snap
                         return r;
                 a.n++;
         }
-
-        r = parse_links(root, &p, reason);
-        if (r < 0)
-                return r;
 
         r = snapshot_merge_items(snap, a.items, a.n, &dup);
         if (r == -EEXIST) {

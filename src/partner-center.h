@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <json-c/json.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,12 @@ void pc_page_done(PcPage *p);
  * (may be NULL) is overwritten without being freed: next_uri is NULL on the last page, and
  * next_headers is non-NULL (maybe empty) whenever next_uri is. */
 int pc_parse_provisioning_page(const char *body, size_t size, Snapshot *snap, PcPage *page, const char **reason);
+
+/* Any Partner Center collection page: the body parsed like every answer (a BOM is skipped, strict
+ * JSON, at most PC_MAX_BODY), an "items" array required and links.next read into *page (may be NULL).
+ * *ret_root owns *ret_items. -EBADMSG/-E2BIG with *reason, -ENOMEM. */
+int pc_parse_collection(const char *body, size_t size, json_object **ret_root, json_object **ret_items, PcPage *page,
+                        const char **reason);
 
 /* Partner Center error body {"code": number|string, "description": "..."} or 429 body
  * {"statusCode":429,"message":"..."} (code "429", description = message), or the generic

@@ -38,6 +38,46 @@ char *format_rfc3339(char *buf, size_t size, uint64_t realtime_usec) {
         return buf;
 }
 
+int parse_rfc3339(const char *s, uint64_t *ret_usec) {
+        struct tm tm = {};
+        const char *p;
+        uint64_t frac = 0;
+
+        if (!s)
+                return -EINVAL;
+        p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!p || s[0] < '0' || s[0] > '9')
+                return -EINVAL;
+        if (*p == '.') {
+                unsigned digits = 0;
+                for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+                        if (digits < 6)
+                                frac = frac * 10 + (uint64_t) (*p - '0');
+                if (digits == 0)
+                        return -EINVAL;
+                for (; digits < 6; digits++)
+                        frac *= 10;
+        }
+        long offset = 0;
+        if (*p == 'Z' || *p == 'z')
+                p++;
+        else if ((*p == '+' || *p == '-') && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' && p[3] == ':' &&
+                 p[4] >= '0' && p[4] <= '9' && p[5] >= '0' && p[5] <= '9') {
+                offset = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600 + ((p[4] - '0') * 10 + (p[5] - '0')) * 60;
+                if (*p == '-')
+                        offset = -offset;
+                p += 6;
+        } else
+                return -EINVAL;
+        if (*p)
+                return -EINVAL;
+        time_t t = timegm(&tm);
+        if (t == (time_t) -1 || (int64_t) t - offset < 0)
+                return -ERANGE;
+        *ret_usec = (uint64_t) ((int64_t) t - offset) * USEC_PER_SEC + frac;
+        return 0;
+}
+
 /* Every poll makes two UUIDs. RAND_bytes() costs a getpid() and a DRBG round each time, so random
  * bytes come from OpenSSL in blocks; a fork empties the block, so a child never repeats the parent's. */
 static _Thread_local struct {

@@ -53,6 +53,9 @@ uint64_t now_realtime_usec(void);
 
 /* "2026-11-23T21:54:16Z" into buf (at least 21 bytes). */
 char *format_rfc3339(char *buf, size_t size, uint64_t realtime_usec);
+/* "2026-12-01T09:14:02.5531200Z" (fractions beyond microseconds dropped) or with a ±hh:mm offset.
+ * -EINVAL when malformed, -ERANGE before 1970. */
+int parse_rfc3339(const char *s, uint64_t *ret_usec);
 
 /* Random UUID v4 in canonical lowercase form into buf[37] (OpenSSL RAND_bytes). */
 int uuid_random(char buf[static 37]);
