@@ -19,6 +19,10 @@ static const struct {
         [EVENT_ORDER_NOT_FOUND] = { "provwatch.order.not_found", "457a2aae1c2649c3b35b315d9f21aa04", LOG_WARNING },
         [EVENT_ORDER_FETCH_FAILED] = { "provwatch.order.fetch_failed", "9f6401e29ab34fa58a166f2524d21044", LOG_WARNING },
         [EVENT_ORDER_RECOVERED] = { "provwatch.order.recovered", "f75a4c18c8bc4bdfb7a63e572c4941a0", LOG_INFO },
+        [EVENT_ORDER_DISCOVERED] = { "provwatch.order.discovered", "1b9a567f1b054a309e6973d14f08cb02", LOG_NOTICE },
+        [EVENT_ORDER_STALLED] = { "provwatch.order.stalled", "a01feaffc91f4f0bae59061c924aa064", LOG_WARNING },
+        [EVENT_AUTH_FAILED] = { "provwatch.auth.failed", "72cf64fa0c5d4857ade3893b87143305", LOG_ERR },
+        [EVENT_AUTH_RECOVERED] = { "provwatch.auth.recovered", "1e7e721cd05349ccbbb1bcb900514e8a", LOG_INFO },
 };
 
 static bool event_type_is_valid(EventType t) {
@@ -27,6 +31,10 @@ static bool event_type_is_valid(EventType t) {
 
 static bool event_type_is_lineitem(EventType t) {
         return t == EVENT_LINEITEM_ADDED || t == EVENT_LINEITEM_CHANGED || t == EVENT_LINEITEM_REMOVED;
+}
+
+bool event_type_is_auth(EventType t) {
+        return t == EVENT_AUTH_FAILED || t == EVENT_AUTH_RECOVERED;
 }
 
 static const char *strempty(const char *s) {
@@ -58,7 +66,7 @@ Event *event_new(EventType type, const char *customer_id, const char *order_id, 
                  uint64_t previous_poll_usec) {
         _cleanup_(event_freep) Event *e = NULL;
 
-        if (!event_type_is_valid(type) || !customer_id || !order_id) {
+        if (!event_type_is_valid(type) || (!event_type_is_auth(type) && (!customer_id || !order_id))) {
                 errno = EINVAL;
                 return NULL;
         }
@@ -68,11 +76,23 @@ Event *event_new(EventType type, const char *customer_id, const char *order_id, 
         e->type = type;
         e->time_usec = time_usec;
         e->previous_poll_usec = previous_poll_usec;
-        e->customer_id = strdup(customer_id);
-        e->order_id = strdup(order_id);
-        if (!e->customer_id || !e->order_id)
+        e->customer_id = customer_id ? strdup(customer_id) : NULL;
+        e->order_id = order_id ? strdup(order_id) : NULL;
+        if ((customer_id && !e->customer_id) || (order_id && !e->order_id))
                 return NULL;
         return TAKE_PTR(e);
+}
+
+int event_set_names(Event *e, const OrderNames *names) {
+        OrderNames *copy = NULL;
+        if (!order_names_is_empty(names)) {
+                int r = order_names_copy(names, &copy);
+                if (r < 0)
+                        return r;
+        }
+        order_names_free(e->names);
+        e->names = copy;
+        return 0;
 }
 
 static LineItem *line_item_free(LineItem *li) {
@@ -91,6 +111,15 @@ Event *event_free(Event *e) {
         free(e->reason);
         free(e->code);
         free(e->description);
+        order_names_free(e->names);
+        free(e->correlation_id);
+        free(e->request_id);
+        free(e->ms_cv);
+        free(e->tenant_id);
+        free(e->grant);
+        free(e->error);
+        free(e->error_codes);
+        free(e->action);
         return mfree(e);
 }
 
@@ -112,6 +141,8 @@ static const LineItem *event_line_item(const Event *e) {
 }
 
 char *event_subject(const Event *e) {
+        if (event_type_is_auth(e->type))
+                return strdup_printf("tenants/%s", isempty(e->tenant_id) ? "-" : e->tenant_id);
         if (!event_type_is_lineitem(e->type))
                 return strdup_printf("customers/%s/orders/%s", e->customer_id, e->order_id);
         const LineItem *li = event_line_item(e);
@@ -173,6 +204,10 @@ static int event_data_lineitem(const Event *e, json_object *data) {
         if (with_olid ? json_add(data, "order_line_item_id", json_object_new_int64(with_olid->order_line_item_id)) < 0
                       : json_add_null(data, "order_line_item_id") < 0)
                 return -ENOMEM;
+        const LineItemName *name = order_names_find(e->names, li->number);
+        if (json_add_string_or_null(data, "offer_id", name ? name->offer_id : NULL) < 0 ||
+            json_add_string_or_null(data, "friendly_name", name ? name->friendly_name : NULL) < 0)
+                return -ENOMEM;
         if (json_add_state(data, "old", e->old) < 0 || json_add_state(data, "new", e->new) < 0 ||
             json_add_time_or_null(data, "previous_poll", e->previous_poll_usec) < 0)
                 return -ENOMEM;
@@ -198,12 +233,89 @@ static int event_data_completed(const Event *e, json_object *data) {
         return json_add_time_or_null(data, "previous_poll", e->previous_poll_usec);
 }
 
+static int json_add_line_items_array(json_object *data, json_object **ret) {
+        json_object *items = json_object_new_array();
+        if (json_add(data, "line_items", items) < 0)
+                return -ENOMEM;
+        *ret = items;
+        return 0;
+}
+
+static int json_array_take(json_object *a, json_object *o) {
+        if (!o || json_object_array_add(a, o) < 0) {
+                json_object_put(o);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int event_data_discovered(const Event *e, json_object *data) {
+        json_object *items;
+        if (json_add_time_or_null(data, "operation_date", e->operation_usec) < 0 ||
+            json_add_line_items_array(data, &items) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; e->names && i < e->names->n_items; i++) {
+                const LineItemName *li = &e->names->items[i];
+                json_object *o = json_object_new_object();
+                if (json_array_take(items, o) < 0 ||
+                    json_add(o, "line_item_number", json_object_new_int64(li->number)) < 0 ||
+                    json_add_string_or_null(o, "offer_id", li->offer_id) < 0 ||
+                    json_add_string_or_null(o, "friendly_name", li->friendly_name) < 0 ||
+                    (li->quantity >= 0 ? json_add(o, "quantity", json_object_new_int64(li->quantity))
+                                       : json_add_null(o, "quantity")) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int event_data_stalled(const Event *e, json_object *data) {
+        json_object *items;
+        if (json_add_time_or_null(data, "since", e->since_usec) < 0 || json_add_line_items_array(data, &items) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; e->line_items && i < e->line_items->n_items; i++) {
+                const LineItem *li = &e->line_items->items[i];
+                const LineItemName *name = order_names_find(e->names, li->number);
+                json_object *o = json_object_new_object();
+                if (json_array_take(items, o) < 0 ||
+                    json_add(o, "line_item_number", json_object_new_int64(li->number)) < 0 ||
+                    json_add(o, "status", json_object_new_string(li->status)) < 0 ||
+                    json_add(o, "quantities", quantities_to_json(li)) < 0 ||
+                    json_add_string_or_null(o, "offer_id", name ? name->offer_id : NULL) < 0 ||
+                    json_add_string_or_null(o, "friendly_name", name ? name->friendly_name : NULL) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int event_data_auth(const Event *e, json_object *data) {
+        if (json_add_string_or_null(data, "grant", e->grant) < 0)
+                return -ENOMEM;
+        if (e->type == EVENT_AUTH_RECOVERED)
+                return 0;
+        json_object *codes = json_object_new_array();
+        if ((e->http_status != 0 ? json_add(data, "http_status", json_object_new_int64(e->http_status))
+                                 : json_add_null(data, "http_status")) < 0 ||
+            json_add_string_or_null(data, "error", e->error) < 0 || json_add(data, "error_codes", codes) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < e->n_error_codes; i++)
+                if (json_array_take(codes, json_object_new_int64(e->error_codes[i])) < 0)
+                        return -ENOMEM;
+        if (json_add_string_or_null(data, "description", e->description) < 0 ||
+            json_add_string_or_null(data, "action", e->action) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 static json_object *event_data(const Event *e) {
         _cleanup_(json_object_putp) json_object *data = json_object_new_object();
         int r;
 
-        if (!data || json_add(data, "customer_id", json_object_new_string(e->customer_id)) < 0 ||
-            json_add(data, "order_id", json_object_new_string(e->order_id)) < 0)
+        if (!data)
+                return NULL;
+        if (!event_type_is_auth(e->type) &&
+            (json_add(data, "customer_id", json_object_new_string(e->customer_id)) < 0 ||
+             json_add_string_or_null(data, "customer_name", e->names ? e->names->customer_name : NULL) < 0 ||
+             json_add(data, "order_id", json_object_new_string(e->order_id)) < 0))
                 return NULL;
 
         switch (e->type) {
@@ -225,9 +337,25 @@ static json_object *event_data(const Event *e) {
                                         : json_add_null(data, "http_status");
                 if (r >= 0)
                         r = json_add_string_or_null(data, "reason", e->reason);
+                if (r >= 0)
+                        r = json_add_string_or_null(data, "correlation_id", e->correlation_id);
+                if (r >= 0)
+                        r = json_add_string_or_null(data, "request_id", e->request_id);
+                if (r >= 0)
+                        r = json_add_string_or_null(data, "ms_cv", e->ms_cv);
                 break;
         case EVENT_ORDER_RECOVERED:
                 r = 0;
+                break;
+        case EVENT_ORDER_DISCOVERED:
+                r = event_data_discovered(e, data);
+                break;
+        case EVENT_ORDER_STALLED:
+                r = event_data_stalled(e, data);
+                break;
+        case EVENT_AUTH_FAILED:
+        case EVENT_AUTH_RECOVERED:
+                r = event_data_auth(e, data);
                 break;
         default:
                 r = -EINVAL;
@@ -320,6 +448,70 @@ static void replace_control_chars(char *s) {
                         *s = ' ';
 }
 
+/* "Order O (Fabrikam Ltd)" when the customer's name is known, else "Order O (customer C)". */
+static void fput_order(FILE *f, const Event *e) {
+        const char *name = e->names ? e->names->customer_name : NULL;
+        if (name)
+                fprintf(f, "Order %s (%s)", e->order_id, name);
+        else
+                fprintf(f, "Order %s (customer %s)", e->order_id, e->customer_id);
+}
+
+/* "line item 0" and, when known, its product: "line item 0 Microsoft 365 E3" */
+static void fput_line_item(FILE *f, const Event *e, int64_t number) {
+        const LineItemName *n = order_names_find(e->names, number);
+        fprintf(f, "line item %" PRIi64, number);
+        if (n && (n->friendly_name || n->offer_id))
+                fprintf(f, " %s", n->friendly_name ? n->friendly_name : n->offer_id);
+}
+
+static void fput_discovered(FILE *f, const Event *e) {
+        size_t n = e->names ? e->names->n_items : 0;
+        fputs(" discovered", f);
+        if (n == 0)
+                return;
+        fprintf(f, ": %zu line item%s (", n, n == 1 ? "" : "s");
+        for (size_t i = 0; i < n; i++) {
+                const LineItemName *li = &e->names->items[i];
+                fputs(i > 0 ? ", " : "", f);
+                if (li->friendly_name || li->offer_id)
+                        fputs(li->friendly_name ? li->friendly_name : li->offer_id, f);
+                else
+                        fprintf(f, "line item %" PRIi64, li->number);
+                if (li->quantity >= 0)
+                        fprintf(f, " × %" PRIi64, li->quantity);
+        }
+        fputc(')', f);
+}
+
+static void fput_stalled(FILE *f, const Event *e) {
+        char since[64];
+        fprintf(f, " has not changed since %s", format_rfc3339(since, sizeof since, e->since_usec));
+        for (size_t i = 0; e->line_items && i < e->line_items->n_items; i++) {
+                const LineItem *li = &e->line_items->items[i];
+                fputs(i == 0 ? ": " : ", ", f);
+                fput_line_item(f, e, li->number);
+                fprintf(f, " %s", li->status);
+        }
+}
+
+static void fput_auth(FILE *f, const Event *e) {
+        const char *tenant = isempty(e->tenant_id) ? "-" : e->tenant_id;
+        if (e->type == EVENT_AUTH_RECOVERED) {
+                fprintf(f, "Partner Center sign-in works again for tenant %s", tenant);
+                return;
+        }
+        fprintf(f, "Partner Center sign-in fails for tenant %s", tenant);
+        if (e->error)
+                fprintf(f, ": %s", e->error);
+        for (size_t i = 0; i < e->n_error_codes; i++)
+                fprintf(f, "%s%" PRIi64 "%s", i == 0 ? " (" : ", ", e->error_codes[i], i + 1 == e->n_error_codes ? ")" : "");
+        if (e->http_status > 0 && !e->error)
+                fprintf(f, ": HTTP %ld", e->http_status);
+        if (e->action)
+                fprintf(f, ". %s", e->action);
+}
+
 char *event_summary(const Event *e) {
         _cleanup_free_ char *buf = NULL;
         size_t size = 0;
@@ -336,18 +528,25 @@ char *event_summary(const Event *e) {
         if (!f)
                 return NULL;
 
-        fprintf(f, "Order %s (customer %s)", e->order_id, e->customer_id);
+        if (!event_type_is_auth(e->type))
+                fput_order(f, e);
         switch (e->type) {
         case EVENT_LINEITEM_ADDED:
-                fprintf(f, " line item %" PRIi64 " added: %s", e->new->number, e->new->status);
+                fputc(' ', f);
+                fput_line_item(f, e, e->new->number);
+                fprintf(f, " added: %s", e->new->status);
                 fput_quantities(f, e->new);
                 break;
         case EVENT_LINEITEM_CHANGED:
-                fprintf(f, " line item %" PRIi64 ": %s → %s", e->new->number, e->old->status, e->new->status);
+                fputc(' ', f);
+                fput_line_item(f, e, e->new->number);
+                fprintf(f, ": %s → %s", e->old->status, e->new->status);
                 fput_quantities(f, e->new);
                 break;
         case EVENT_LINEITEM_REMOVED:
-                fprintf(f, " line item %" PRIi64 " removed (was %s)", e->old->number, e->old->status);
+                fputc(' ', f);
+                fput_line_item(f, e, e->old->number);
+                fprintf(f, " removed (was %s)", e->old->status);
                 break;
         case EVENT_ORDER_COMPLETED:
                 fputs(" completed", f);
@@ -368,6 +567,16 @@ char *event_summary(const Event *e) {
                 break;
         case EVENT_ORDER_RECOVERED:
                 fputs(" recovered", f);
+                break;
+        case EVENT_ORDER_DISCOVERED:
+                fput_discovered(f, e);
+                break;
+        case EVENT_ORDER_STALLED:
+                fput_stalled(f, e);
+                break;
+        case EVENT_AUTH_FAILED:
+        case EVENT_AUTH_RECOVERED:
+                fput_auth(f, e);
                 break;
         default:
                 r = -EINVAL;

@@ -7,8 +7,9 @@
 #include <unistd.h>
 
 #include "journal.h"
+#include "log.h"
 
-#define MAX_FIELDS 16
+#define MAX_FIELDS 32
 
 bool journal_available(void) {
         return access("/run/systemd/journal/socket", W_OK) == 0;
@@ -40,6 +41,13 @@ static void field_add(Fields *f, const char *fmt, ...) {
         f->iov[f->n++] = (struct iovec) { .iov_base = s, .iov_len = (size_t) n };
 }
 
+/* PROVWATCH_INSTANCE= on every entry of a templated instance (SPEC §7) */
+static void instance_add(Fields *f) {
+        const char *instance = log_instance();
+        if (instance)
+                field_add(f, "PROVWATCH_INSTANCE=%s", instance);
+}
+
 static void fields_done(Fields *f) {
         for (size_t i = 0; i < f->n; i++)
                 free(f->iov[i].iov_base);
@@ -63,14 +71,41 @@ int journal_send_event(const Event *e) {
         field_add(&f, "SYSLOG_IDENTIFIER=provwatch");
         field_add(&f, "EVENT_ID=%s", e->id);
         field_add(&f, "EVENT_TYPE=%s", event_type_to_string(e->type));
-        field_add(&f, "CUSTOMER_ID=%s", e->customer_id);
-        field_add(&f, "ORDER_ID=%s", e->order_id);
+        instance_add(&f);
+        if (e->customer_id)
+                field_add(&f, "CUSTOMER_ID=%s", e->customer_id);
+        if (e->order_id)
+                field_add(&f, "ORDER_ID=%s", e->order_id);
+        if (e->names && e->names->customer_name)
+                field_add(&f, "CUSTOMER_NAME=%s", e->names->customer_name);
 
         const LineItem *li = e->new ? e->new : e->old;
         if (li) {
+                const LineItemName *n = order_names_find(e->names, li->number);
                 field_add(&f, "LINE_ITEM_NUMBER=%lld", (long long) li->number);
                 if (li->has_order_line_item_id)
                         field_add(&f, "ORDER_LINE_ITEM_ID=%lld", (long long) li->order_line_item_id);
+                if (n && n->offer_id)
+                        field_add(&f, "OFFER_ID=%s", n->offer_id);
+                if (n && n->friendly_name)
+                        field_add(&f, "FRIENDLY_NAME=%s", n->friendly_name);
+        }
+        if (e->type == EVENT_ORDER_FETCH_FAILED) {
+                if (e->correlation_id)
+                        field_add(&f, "MS_CORRELATION_ID=%s", e->correlation_id);
+                if (e->request_id)
+                        field_add(&f, "MS_REQUEST_ID=%s", e->request_id);
+                if (e->ms_cv)
+                        field_add(&f, "MS_CV=%s", e->ms_cv);
+        }
+        if (event_type_is_auth(e->type)) {
+                field_add(&f, "TENANT_ID=%s", isempty(e->tenant_id) ? "-" : e->tenant_id);
+                if (e->grant)
+                        field_add(&f, "GRANT=%s", e->grant);
+                if (e->error)
+                        field_add(&f, "AUTH_ERROR=%s", e->error);
+                if (e->description)
+                        field_add(&f, "AUTH_ERROR_DESCRIPTION=%s", e->description);
         }
         if (e->old) {
                 _cleanup_free_ char *q = quantities_format(e->old);
@@ -94,6 +129,7 @@ int journal_send_dead_letter(const char *webhook, const char *event_id, const ch
         field_add(&f, "PRIORITY=%d", 3);
         field_add(&f, "SYSLOG_IDENTIFIER=provwatch");
         field_add(&f, "WEBHOOK=%s", webhook);
+        instance_add(&f);
         field_add(&f, "EVENT_ID=%s", event_id);
         field_add(&f, "EVENT_TYPE=%s", event_type);
         field_add(&f, "CUSTOMER_ID=%s", customer_id);

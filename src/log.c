@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 
 static int max_level = LOG_INFO;
 static bool to_journal;
+static char instance[128]; /* $PROVWATCH_INSTANCE, "" when unset or unusable */
 
 /* Under systemd, stderr is connected to the journal and $JOURNAL_STREAM names that stream; then
  * native journal entries carry CODE_FILE/CODE_LINE and the priority. */
@@ -25,7 +27,25 @@ static bool stderr_is_journal(void) {
         return st.st_dev == (dev_t) dev && st.st_ino == (ino_t) ino;
 }
 
+const char *log_instance(void) {
+        return instance[0] ? instance : NULL;
+}
+
+/* Set by the template unit (provwatch@NAME): systemd's instance names are printable ASCII. */
+static void instance_init(void) {
+        const char *e = getenv("PROVWATCH_INSTANCE");
+        size_t n = e ? strlen(e) : 0;
+        instance[0] = 0;
+        if (n == 0 || n >= sizeof instance)
+                return;
+        for (const char *p = e; *p; p++)
+                if ((unsigned char) *p <= ' ' || (unsigned char) *p >= 0x7f)
+                        return;
+        memcpy(instance, e, n + 1);
+}
+
 void log_open(LogTarget target) {
+        instance_init();
         switch (target) {
         case LOG_TARGET_JOURNAL:
                 to_journal = true;
@@ -60,17 +80,27 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         va_end(ap);
 
         if (to_journal) {
-                char code_file[256], code_line[32];
+                char code_file[256], code_line[32], priority[32], errno_field[32], instance_field[160];
+                struct iovec iov[8];
+                size_t n = 0;
+                _cleanup_free_ char *message = strdup_printf("MESSAGE=%s", buf);
                 snprintf(code_file, sizeof code_file, "CODE_FILE=%s", file ? file : "?");
                 snprintf(code_line, sizeof code_line, "CODE_LINE=%d", line);
-                if (error)
-                        sd_journal_send_with_location(code_file, code_line, func, "MESSAGE=%s", buf,
-                                                      "PRIORITY=%i", level, "ERRNO=%i", error,
-                                                      "SYSLOG_IDENTIFIER=provwatch", NULL);
-                else
-                        sd_journal_send_with_location(code_file, code_line, func, "MESSAGE=%s", buf,
-                                                      "PRIORITY=%i", level, "SYSLOG_IDENTIFIER=provwatch",
-                                                      NULL);
+                snprintf(priority, sizeof priority, "PRIORITY=%i", level);
+#define IOV(s) (iov[n++] = (struct iovec) { .iov_base = (void *) (s), .iov_len = strlen(s) })
+                IOV(message ? message : "MESSAGE=(out of memory)");
+                IOV(priority);
+                IOV("SYSLOG_IDENTIFIER=provwatch");
+                if (error) {
+                        snprintf(errno_field, sizeof errno_field, "ERRNO=%i", error);
+                        IOV(errno_field);
+                }
+                if (instance[0]) {
+                        snprintf(instance_field, sizeof instance_field, "PROVWATCH_INSTANCE=%s", instance);
+                        IOV(instance_field);
+                }
+#undef IOV
+                sd_journal_sendv_with_location(code_file, code_line, func, iov, (int) n);
         } else {
                 static const char *const prefix[] = {
                         [LOG_EMERG] = "emergency: ", [LOG_ALERT] = "alert: ", [LOG_CRIT] = "critical: ",

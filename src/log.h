@@ -18,6 +18,8 @@ typedef enum LogTarget {
 } LogTarget;
 
 void log_open(LogTarget target);
+/* $PROVWATCH_INSTANCE as log_open() found it, NULL when unset: every journal entry carries it. */
+const char *log_instance(void);
 void log_set_max_level(int level);
 int log_get_max_level(void);
 
