@@ -140,8 +140,8 @@ static void test_pending_partial_fulfilled(void **state) {
         assert_string_equal(json, "{\"specversion\":\"1.0\",\"id\":\"e1\",\"source\":\"provwatch://h\","
                                   "\"type\":\"provwatch.lineitem.changed\",\"subject\":\"customers/C/orders/O/lineitems/0\","
                                   "\"time\":\"2026-11-23T21:54:16Z\",\"datacontenttype\":\"application/json\","
-                                  "\"data\":{\"customer_id\":\"C\",\"order_id\":\"O\",\"line_item_number\":0,"
-                                  "\"order_line_item_id\":0,"
+                                  "\"data\":{\"customer_id\":\"C\",\"customer_name\":null,\"order_id\":\"O\",\"line_item_number\":0,"
+                                  "\"order_line_item_id\":0,\"offer_id\":null,\"friendly_name\":null,"
                                   "\"old\":{\"status\":\"prefulfillmentpending\",\"quantities\":{\"fulfilled\":3,\"prefulfillmentpending\":2}},"
                                   "\"new\":{\"status\":\"fulfilled\",\"quantities\":{\"fulfilled\":5}},"
                                   "\"previous_poll\":\"2026-11-23T21:52:10Z\"}}");
@@ -241,8 +241,8 @@ static void test_olid_absent(void **state) {
         assert_false(d.events[0]->new->has_order_line_item_id);
         assert_int_equal(event_assign_id(d.events[0]), 0);
         _cleanup_free_ char *json = event_to_json(d.events[0], "h");
-        assert_non_null(strstr(json, "\"data\":{\"customer_id\":\"C\",\"order_id\":\"O\",\"line_item_number\":4,"
-                                     "\"order_line_item_id\":null,\"old\":null,"
+        assert_non_null(strstr(json, "\"data\":{\"customer_id\":\"C\",\"customer_name\":null,\"order_id\":\"O\",\"line_item_number\":4,"
+                                     "\"order_line_item_id\":null,\"offer_id\":null,\"friendly_name\":null,\"old\":null,"
                                      "\"new\":{\"status\":\"prefulfillmentpending\",\"quantities\":{}},"
                                      "\"previous_poll\":null}}"));
         diff_done(&d);
