@@ -13,7 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alloc-util.h"
 #include "config.h"
+#include "http-syntax.h"
 
 /* Debian's inih reads lines into a 200 byte buffer: 199 characters and the terminating NUL. */
 #define LINE_MAX_CHARS 199
@@ -26,16 +28,12 @@
 #define SUMMARY_ORDERS_MAX 10
 #define KEYS_MAX 48
 #define TENANT_PLACEHOLDER "{tenant-id}"
-#define WHITESPACE " \t"
 
 #define DEFAULT_ENDPOINT "https://api.partnercenter.microsoft.com"
 #define DEFAULT_TOKEN_ENDPOINT "https://login.microsoftonline.com/" TENANT_PLACEHOLDER "/oauth2/token"
 #define DEFAULT_STATE_DIRECTORY "/var/lib/provwatch"
 #define DEFAULT_ORDERS_DIR "/etc/provwatch/orders.d"
 
-/* Values quoted in messages are cut after this many input bytes. */
-#define ESCAPE_MAX 200
-#define ESCAPE_BUF (ESCAPE_MAX * 4 + 8)
 
 typedef enum SectionType {
         SECTION_PARTNER_CENTER,
@@ -215,26 +213,6 @@ typedef struct ConfigParser {
 
 /* ---- small helpers ---- */
 
-static bool grow_array(void **p, size_t *allocated, size_t need, size_t size) {
-        if (need <= *allocated)
-                return true;
-        size_t a = *allocated < 8 ? 8 : *allocated;
-        while (a < need) {
-                if (a > SIZE_MAX / 2)
-                        return false;
-                a *= 2;
-        }
-        if (a > SIZE_MAX / size)
-                return false;
-        void *q = realloc(*p, a * size);
-        if (!q)
-                return false;
-        *p = q;
-        *allocated = a;
-        return true;
-}
-#define GROW(array, allocated, need) grow_array((void **)&(array), &(allocated), (need), sizeof(*(array)))
-
 static char **strv_free(char **l) {
         for (char **i = l; i && *i; i++)
                 free(*i);
@@ -269,62 +247,8 @@ static int strv_consume(char ***l, char *s) {
         return 0;
 }
 
-static bool has_control_chars(const char *s) {
-        for (; *s; s++)
-                if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
-                        return true;
-        return false;
-}
-
-static bool has_space_or_control_chars(const char *s) {
-        for (; *s; s++)
-                if ((unsigned char)*s <= 0x20 || (unsigned char)*s == 0x7f)
-                        return true;
-        return false;
-}
-
-static bool chars_in_set(const char *s, size_t len, const char *extra) {
-        for (size_t i = 0; i < len; i++) {
-                unsigned char ch = (unsigned char)s[i];
-                if (ch == 0 || ((!isalnum(ch) || ch >= 0x80) && !strchr(extra, ch)))
-                        return false;
-        }
-        return true;
-}
-
 static bool id_is_valid(const char *s, size_t len) {
-        return len >= 1 && len <= ID_MAX && chars_in_set(s, len, "._~-");
-}
-
-/* Writes s for a message: control characters and non-ASCII bytes as \xNN, cut after ESCAPE_MAX
- * bytes; with quotes also surrounded by and escaping double quotes. */
-static const char *escape(char buf[static ESCAPE_BUF], const char *s, bool quotes) {
-        size_t o = 0, i;
-
-        if (quotes)
-                buf[o++] = '"';
-        for (i = 0; s[i] && i < ESCAPE_MAX; i++) {
-                unsigned char ch = (unsigned char)s[i];
-                if (quotes && (ch == '"' || ch == '\\')) {
-                        buf[o++] = '\\';
-                        buf[o++] = (char)ch;
-                } else if (ch < 0x20 || ch >= 0x7f) {
-                        static const char hex[] = "0123456789abcdef";
-                        buf[o++] = '\\';
-                        buf[o++] = 'x';
-                        buf[o++] = hex[ch >> 4];
-                        buf[o++] = hex[ch & 15];
-                } else
-                        buf[o++] = (char)ch;
-        }
-        if (s[i]) {
-                memcpy(buf + o, "...", 3);
-                o += 3;
-        }
-        if (quotes)
-                buf[o++] = '"';
-        buf[o] = 0;
-        return buf;
+        return len >= 1 && len <= ID_MAX && ascii_alnum_or_in(s, len, "._~-");
 }
 
 /* inih's rule: stop at one of chars, or at ';' preceded by whitespace (an inline comment). */
@@ -337,127 +261,9 @@ static char *find_chars_or_comment(const char *s, const char *chars) {
         return (char *)s;
 }
 
-static char *strip(char *s) {
-        while (isspace((unsigned char)*s))
-                s++;
-        size_t l = strlen(s);
-        while (l > 0 && isspace((unsigned char)s[l - 1]))
-                s[--l] = 0;
-        return s;
-}
-
-static char *path_join(const char *dir, const char *name) {
-        size_t l = strlen(dir);
-        return strdup_printf("%s%s%s", dir, l > 0 && dir[l - 1] == '/' ? "" : "/", name);
-}
-
-static char *replace_all(const char *s, const char *old, const char *new) {
-        size_t lo = strlen(old), ln = strlen(new), n = 0;
-        for (const char *p = strstr(s, old); p; p = strstr(p + lo, old))
-                n++;
-        size_t size = strlen(s) + n * ln + 1; /* bounded by the line length */
-        char *r = malloc(size), *o = r;
-        if (!r)
-                return NULL;
-        for (const char *p;;) {
-                p = strstr(s, old);
-                if (!p)
-                        break;
-                memcpy(o, s, (size_t)(p - s));
-                o += p - s;
-                memcpy(o, new, ln);
-                o += ln;
-                s = p + lo;
-        }
-        strcpy(o, s);
-        return r;
-}
-
-static void erase_and_free(void *p, size_t size) {
-        if (!p)
-                return;
-        explicit_bzero(p, size);
-        free(p);
-}
-
 static void closedirp(DIR **d) {
         if (*d)
                 closedir(*d);
-}
-
-/* "https://user:pass@host/x" → "https://user:***@host/x", for messages and the summary. */
-static char *url_mask_password(const char *url) {
-        const char *s = strstr(url, "://");
-        if (!s)
-                return strdup(url);
-        s += 3;
-        size_t authority = strcspn(s, "/?#");
-        const char *at = NULL;
-        for (const char *p = s; p < s + authority; p++)
-                if (*p == '@')
-                        at = p;
-        const char *colon = at ? memchr(s, ':', (size_t)(at - s)) : NULL;
-        if (!colon)
-                return strdup(url);
-        return strdup_printf("%.*s***%s", (int)(colon + 1 - url), url, at);
-}
-
-static bool url_is_valid(const char *url, bool endpoint) {
-        const char *s;
-
-        if (strncasecmp(url, "http://", 7) == 0)
-                s = url + 7;
-        else if (strncasecmp(url, "https://", 8) == 0)
-                s = url + 8;
-        else
-                return false;
-
-        for (const char *p = url; *p; p++) {
-                unsigned char ch = (unsigned char)*p;
-                if (ch <= 0x20 || ch >= 0x7f || strchr("\"<>\\^`{|}", ch))
-                        return false;
-        }
-        if (endpoint && strpbrk(url, "?#"))
-                return false;
-
-        size_t authority = strcspn(s, "/?#");
-        const char *end = s + authority, *host = s;
-        for (const char *p = s; p < end; p++)
-                if (*p == '@')
-                        host = p + 1;
-
-        const char *port;
-        if (host < end && *host == '[') {
-                const char *close = memchr(host, ']', (size_t)(end - host));
-                if (!close || close == host + 1)
-                        return false;
-                port = close + 1;
-                if (port < end && *port != ':')
-                        return false;
-        } else {
-                port = memchr(host, ':', (size_t)(end - host));
-                if (!port)
-                        port = end;
-                if (port == host)
-                        return false;
-        }
-        if (port < end) {
-                /* ':' then 1..65535 */
-                unsigned long v = 0;
-                const char *p = port + 1;
-                if (p == end)
-                        return false;
-                for (; p < end; p++) {
-                        if (!isdigit((unsigned char)*p))
-                                return false;
-                        v = v * 10 + (unsigned long)(*p - '0');
-                        if (v > 65535)
-                                return false;
-                }
-                if (v == 0)
-                        return false;
-        }
-        return true;
 }
 
 static bool api_version_is_valid(const char *s) {
@@ -472,13 +278,9 @@ static bool api_version_is_valid(const char *s) {
         return b > 0 && s[a + 1 + b] == 0;
 }
 
-static bool http_token_char(unsigned char ch) {
-        return ch < 0x80 && (isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch));
-}
-
 static bool webhook_name_is_valid(const char *s) {
         size_t l = strlen(s);
-        return l >= 1 && l <= WEBHOOK_NAME_MAX && chars_in_set(s, l, "_-");
+        return l >= 1 && l <= WEBHOOK_NAME_MAX && ascii_alnum_or_in(s, l, "_-");
 }
 
 static char *format_timespan(char *buf, size_t size, uint64_t usec) {
@@ -518,7 +320,7 @@ _printf_(3, 0) static void messages_addv(MessageList *l, unsigned line, const ch
                 l->oom = true;
                 return;
         }
-        if (!GROW(l->items, l->allocated, l->n + 1)) {
+        if (!GREEDY_REALLOC(l->items, l->allocated, l->n + 1)) {
                 free(t);
                 l->oom = true;
                 return;
@@ -739,7 +541,7 @@ static void order_list_done(OrderList *l) {
 
 static int order_list_add(OrderList *l, const char *customer, size_t customer_len, const char *order,
                           size_t order_len, const char *file, unsigned line) {
-        if (!GROW(l->items, l->allocated, l->n + 1))
+        if (!GREEDY_REALLOC(l->items, l->allocated, l->n + 1))
                 return -ENOMEM;
         OrderRef o = {
                 .customer_id = strndup(customer, customer_len),
@@ -769,7 +571,7 @@ static int order_parse_and_add(OrderList *l, const char *value, const char *file
         p += strspn(p, WHITESPACE);
 
         if (cl == 0 || ol == 0 || *p) {
-                snprintf(why, why_size, "%s is not \"CUSTOMER_ID ORDER_ID\"", escape(buf, value, true));
+                snprintf(why, why_size, "%s is not \"CUSTOMER_ID ORDER_ID\"", escape_message(buf, value, true));
                 return -EINVAL;
         }
         if (!id_is_valid(c, cl) || !id_is_valid(o, ol)) {
@@ -779,7 +581,7 @@ static int order_parse_and_add(OrderList *l, const char *value, const char *file
                         return -ENOMEM;
                 snprintf(why, why_size,
                          "%s is not a valid %s ID (1 to 128 characters of A-Z a-z 0-9 . _ ~ -)",
-                         escape(buf, bad, true), customer ? "customer" : "order");
+                         escape_message(buf, bad, true), customer ? "customer" : "order");
                 return -EINVAL;
         }
         return order_list_add(l, c, cl, o, ol, file, line);
@@ -800,7 +602,7 @@ static int parse_orders_list(const char *path, const char *data, size_t size, Me
 
                 if (memchr(s, 0, len)) {
                         messages_add(errors, UINT_MAX, "%s:%u: line contains a NUL byte",
-                                     escape(buf, path, false), line);
+                                     escape_message(buf, path, false), line);
                         ret = -EINVAL;
                         continue;
                 }
@@ -817,7 +619,7 @@ static int parse_orders_list(const char *path, const char *data, size_t size, Me
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0) {
-                        messages_add(errors, UINT_MAX, "%s:%u: %s", escape(buf, path, false), line, why);
+                        messages_add(errors, UINT_MAX, "%s:%u: %s", escape_message(buf, path, false), line, why);
                         ret = -EINVAL;
                 }
         }
@@ -840,7 +642,7 @@ static int read_orders_dir(const char *dir, MessageList *errors, OrderList *l) {
                 if (errno == ENOENT)
                         return 0; /* nothing to watch yet */
                 r = -errno;
-                messages_add(errors, UINT_MAX, "%s: cannot read directory: %s", escape(buf, dir, false),
+                messages_add(errors, UINT_MAX, "%s: cannot read directory: %s", escape_message(buf, dir, false),
                              strerror(-r));
                 return r;
         }
@@ -851,14 +653,14 @@ static int read_orders_dir(const char *dir, MessageList *errors, OrderList *l) {
                         if (errno != 0) {
                                 ret = -errno;
                                 messages_add(errors, UINT_MAX, "%s: cannot read directory: %s",
-                                             escape(buf, dir, false), strerror(-ret));
+                                             escape_message(buf, dir, false), strerror(-ret));
                         }
                         break;
                 }
                 size_t len = strlen(de->d_name);
                 if (de->d_name[0] == '.' || len <= 5 || !streq(de->d_name + len - 5, ".list"))
                         continue;
-                if (!GROW(names, allocated, n_names + 1)) {
+                if (!GREEDY_REALLOC(names, allocated, n_names + 1)) {
                         ret = -ENOMEM;
                         break;
                 }
@@ -885,7 +687,7 @@ static int read_orders_dir(const char *dir, MessageList *errors, OrderList *l) {
                         if (errno == ENOENT) /* removed meanwhile */
                                 continue;
                         ret = -errno;
-                        messages_add(errors, UINT_MAX, "%s: %s", escape(buf, path, false), strerror(-ret));
+                        messages_add(errors, UINT_MAX, "%s: %s", escape_message(buf, path, false), strerror(-ret));
                         continue;
                 }
                 if (!S_ISREG(st.st_mode))
@@ -898,7 +700,7 @@ static int read_orders_dir(const char *dir, MessageList *errors, OrderList *l) {
                         break;
                 }
                 if (r < 0) {
-                        messages_add(errors, UINT_MAX, "%s: %s", escape(buf, path, false),
+                        messages_add(errors, UINT_MAX, "%s: %s", escape_message(buf, path, false),
                                      r == -EFBIG ? "file is larger than 16 MiB" : strerror(-r));
                         ret = r;
                         continue;
@@ -1014,11 +816,6 @@ static void webhook_config_done(WebhookConfig *w) {
         strv_free(w->events);
         strv_free(w->headers);
         free(w->ca_file);
-}
-
-static void erase_and_free_string(char *s) {
-        if (s)
-                erase_and_free(s, strlen(s));
 }
 
 Config *config_free(Config *c) {
@@ -1152,7 +949,7 @@ static void parse_webhook_header(ConfigParser *p, const char *args) {
                 parser_error(p, p->line,
                              "%s:%u: [webhook %s]: not a valid webhook name (1 to 64 characters of A-Z a-z "
                              "0-9 _ -)",
-                             p->path, p->line, escape(buf, name, false));
+                             p->path, p->line, escape_message(buf, name, false));
                 return;
         }
         for (size_t i = 0; i < c->n_webhooks; i++)
@@ -1163,8 +960,8 @@ static void parse_webhook_header(ConfigParser *p, const char *args) {
                         return;
                 }
 
-        if (!GROW(c->webhooks, p->allocated_webhooks, c->n_webhooks + 1) ||
-            !GROW(p->meta, p->allocated_meta, c->n_webhooks + 1)) {
+        if (!GREEDY_REALLOC(c->webhooks, p->allocated_webhooks, c->n_webhooks + 1) ||
+            !GREEDY_REALLOC(p->meta, p->allocated_meta, c->n_webhooks + 1)) {
                 p->oom = true;
                 return;
         }
@@ -1219,7 +1016,7 @@ static void parse_section_header(ConfigParser *p, char *line) {
                                 p->section_lines[s] = p->line;
                         return;
                 }
-        parser_error(p, p->line, "%s:%u: [%s]: unknown section", p->path, p->line, escape(buf, name, false));
+        parser_error(p, p->line, "%s:%u: [%s]: unknown section", p->path, p->line, escape_message(buf, name, false));
 }
 
 /* Hands inih one line at a time, so that we know the line number of each key, catch over-long
@@ -1293,7 +1090,7 @@ static int config_handler(void *userdata, const char *section_unused, const char
                 return 1;
         if (p->section == SECTION_NONE) {
                 parser_error(p, p->line, "%s:%u: %s: key outside of any section", p->path, p->line,
-                             escape(buf, name, false));
+                             escape_message(buf, name, false));
                 return 1;
         }
         const char *label = section_label(p, p->section, p->webhook);
@@ -1305,7 +1102,7 @@ static int config_handler(void *userdata, const char *section_unused, const char
         const KeyDef *k = key_lookup(p->section, name);
         if (!k) {
                 parser_error(p, p->line, "%s:%u: [%s] %s: unknown key", p->path, p->line, label,
-                             escape(buf, name, false));
+                             escape_message(buf, name, false));
                 return 1;
         }
         if (!key_is_repeatable(k)) {
@@ -1318,7 +1115,7 @@ static int config_handler(void *userdata, const char *section_unused, const char
                 }
                 seen[i] = p->line;
         }
-        if (!GROW(p->assignments, p->allocated_assignments, p->n_assignments + 1)) {
+        if (!GREEDY_REALLOC(p->assignments, p->allocated_assignments, p->n_assignments + 1)) {
                 p->oom = true;
                 return 1;
         }
@@ -1395,30 +1192,24 @@ static void apply_header(ConfigParser *p, const Assignment *a, char ***headers, 
                 return;
         }
         char *n = strip(name);
-        bool token = *n != 0;
-        for (const char *q = n; *q; q++)
-                if (!http_token_char((unsigned char)*q))
-                        token = false;
-        if (!token) {
-                key_error(p, a, "%s is not a valid header name", escape(buf, n, true));
+        if (!http_header_name_is_valid(n)) {
+                key_error(p, a, "%s is not a valid header name", escape_message(buf, n, true));
                 return;
         }
         for (size_t i = 0; i < ELEMENTSOF(reserved); i++)
                 if (strcasecmp(n, reserved[i]) == 0) {
-                        key_error(p, a, "header %s is set by provwatch", escape(buf, n, true));
+                        key_error(p, a, "header %s is set by provwatch", escape_message(buf, n, true));
                         return;
                 }
         const char *value = colon + 1 + strspn(colon + 1, WHITESPACE);
         if (!*value) {
-                key_error(p, a, "header %s has an empty value", escape(buf, n, true));
+                key_error(p, a, "header %s has an empty value", escape_message(buf, n, true));
                 return;
         }
-        for (const char *q = value; *q; q++)
-                if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f) {
-                        key_error(p, a, "value of header %s contains control characters",
-                                  escape(buf, n, true));
-                        return;
-                }
+        if (!http_header_value_is_valid(value)) {
+                key_error(p, a, "value of header %s contains control characters", escape_message(buf, n, true));
+                return;
+        }
         if (!*headers) {
                 *headers = strv_new_empty();
                 if (!*headers) {
@@ -1469,14 +1260,14 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
         switch (k->type) {
         case VALUE_STRING:
                 if (has_space_or_control_chars(v))
-                        key_error(p, a, "%s contains spaces or control characters", escape(buf, v, true));
+                        key_error(p, a, "%s contains spaces or control characters", escape_message(buf, v, true));
                 else
                         set_string(p, field, v);
                 break;
 
         case VALUE_PATH:
                 if (has_control_chars(v))
-                        key_error(p, a, "%s contains control characters", escape(buf, v, true));
+                        key_error(p, a, "%s contains control characters", escape_message(buf, v, true));
                 else
                         set_string(p, field, v);
                 break;
@@ -1484,7 +1275,7 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
         case VALUE_SECRET_FILE: {
                 Setting *s = field;
                 if (has_control_chars(v))
-                        key_error(p, a, "%s contains control characters", escape(buf, v, true));
+                        key_error(p, a, "%s contains control characters", escape_message(buf, v, true));
                 else {
                         set_string(p, &s->value, v);
                         s->line = a->line;
@@ -1501,7 +1292,7 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
                                 break;
                         }
                         key_error(p, a, "%s is not an http:// or https:// URL with a host%s",
-                                  escape(buf, masked, true),
+                                  escape_message(buf, masked, true),
                                   k->type == VALUE_ENDPOINT ? " (and without query or fragment)" : "");
                         break;
                 }
@@ -1516,7 +1307,7 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
 
         case VALUE_API_VERSION:
                 if (!api_version_is_valid(v))
-                        key_error(p, a, "%s is not an API version such as 1", escape(buf, v, true));
+                        key_error(p, a, "%s is not an API version such as 1", escape_message(buf, v, true));
                 else
                         set_string(p, field, v);
                 break;
@@ -1531,44 +1322,44 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
                         *m = AUTH_TOKEN_FILE;
                 else
                         key_error(p, a, "%s is not one of refresh-token, client-credentials, token-file",
-                                  escape(buf, v, true));
+                                  escape_message(buf, v, true));
                 break;
         }
 
         case VALUE_TENANT_ID:
-                if (strlen(v) > 255 || !chars_in_set(v, strlen(v), ".-"))
+                if (strlen(v) > 255 || !ascii_alnum_or_in(v, strlen(v), ".-"))
                         key_error(p, a, "%s is not a tenant ID (a GUID or a domain name)",
-                                  escape(buf, v, true));
+                                  escape_message(buf, v, true));
                 else
                         set_string(p, field, v);
                 break;
 
         case VALUE_CLIENT_ID:
                 if (!id_is_valid(v, strlen(v)))
-                        key_error(p, a, "%s is not a client ID (such as a GUID)", escape(buf, v, true));
+                        key_error(p, a, "%s is not a client ID (such as a GUID)", escape_message(buf, v, true));
                 else
                         set_string(p, field, v);
                 break;
 
         case VALUE_LOCALE:
-                if (strlen(v) > 35 || !chars_in_set(v, strlen(v), "-"))
-                        key_error(p, a, "%s is not a locale such as en-US", escape(buf, v, true));
+                if (strlen(v) > 35 || !ascii_alnum_or_in(v, strlen(v), "-"))
+                        key_error(p, a, "%s is not a locale such as en-US", escape_message(buf, v, true));
                 else
                         set_string(p, field, v);
                 break;
 
         case VALUE_TIMESPAN:
                 if (parse_timespan(v, &usec) < 0)
-                        key_error(p, a, "%s is not a time span", escape(buf, v, true));
+                        key_error(p, a, "%s is not a time span", escape_message(buf, v, true));
                 else if (usec == 0 && k->min > 0)
-                        key_error(p, a, "%s must be greater than zero", escape(buf, v, true));
+                        key_error(p, a, "%s must be greater than zero", escape_message(buf, v, true));
                 else
                         *(uint64_t *)field = usec;
                 break;
 
         case VALUE_UNSIGNED:
                 if (parse_unsigned(v, k->max, &u) < 0 || u < k->min)
-                        key_error(p, a, "%s is not a number between %u and %u", escape(buf, v, true), k->min,
+                        key_error(p, a, "%s is not a number between %u and %u", escape_message(buf, v, true), k->min,
                                   k->max);
                 else
                         *(unsigned *)field = u;
@@ -1582,14 +1373,14 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
                         *m = r ? JOURNAL_YES : JOURNAL_NO;
                 else
                         key_error(p, a, "%s is not auto or a boolean (yes, no, true, false, 1, 0)",
-                                  escape(buf, v, true));
+                                  escape_message(buf, v, true));
                 break;
         }
 
         case VALUE_STATUSES:
         case VALUE_EVENTS: {
                 if (has_control_chars(v)) {
-                        key_error(p, a, "%s contains control characters", escape(buf, v, true));
+                        key_error(p, a, "%s contains control characters", escape_message(buf, v, true));
                         break;
                 }
                 char ***l = field;
@@ -1624,7 +1415,7 @@ static void apply_all(ConfigParser *p) {
         for (size_t i = 0; i < p->n_assignments; i++) {
                 const Assignment *a = p->assignments + i;
                 if ((size_t)(a->key - key_table) == tenant_key && *a->value && strlen(a->value) <= 255 &&
-                    chars_in_set(a->value, strlen(a->value), ".-"))
+                    ascii_alnum_or_in(a->value, strlen(a->value), ".-"))
                         tenant = a->value;
         }
 
@@ -1710,7 +1501,7 @@ static int load_secret(ConfigParser *p, const char *credential, const Setting *f
                         return r;
                 if (r < 0 && r != -ENOENT) {
                         parser_error(p, UINT_MAX, "%s: credential %s: cannot read %s: %s", p->path,
-                                     credential, escape(buf, cred_path, true),
+                                     credential, escape_message(buf, cred_path, true),
                                      r == -EFBIG ? "file is larger than 64 KiB" : strerror(-r));
                         return -EINVAL;
                 }
@@ -1730,20 +1521,20 @@ static int load_secret(ConfigParser *p, const char *credential, const Setting *f
                 return -ENOMEM;
         /* a FIFO or device would block or never end */
         if (stat(path, &st) < 0) {
-                parser_error(p, file->line, "%s: cannot read %s: %s", where, escape(buf, path, true),
+                parser_error(p, file->line, "%s: cannot read %s: %s", where, escape_message(buf, path, true),
                              strerror(errno));
                 return -EINVAL;
         }
         if (!S_ISREG(st.st_mode)) {
                 parser_error(p, file->line, "%s: cannot read %s: not a regular file", where,
-                             escape(buf, path, true));
+                             escape_message(buf, path, true));
                 return -EINVAL;
         }
         r = read_full_file(path, SECRET_FILE_MAX, &data, &size);
         if (r == -ENOMEM)
                 return r;
         if (r < 0) {
-                parser_error(p, file->line, "%s: cannot read %s: %s", where, escape(buf, path, true),
+                parser_error(p, file->line, "%s: cannot read %s: %s", where, escape_message(buf, path, true),
                              r == -EFBIG ? "file is larger than 64 KiB" : strerror(-r));
                 return -EINVAL;
         }
@@ -1770,12 +1561,12 @@ found:
                         return r;
                 if (r < 0) {
                         parser_error(p, line, "%s: %s starts with \"whsec_\" but is not valid base64", where,
-                                     escape(buf, path, true));
+                                     escape_message(buf, path, true));
                         return -EINVAL;
                 }
                 if (key_size == 0) {
                         erase_and_free(key_bytes, key_size);
-                        parser_error(p, line, "%s: %s is empty", where, escape(buf, path, true));
+                        parser_error(p, line, "%s: %s is empty", where, escape_message(buf, path, true));
                         return -EINVAL;
                 }
                 *ret = key_bytes;
@@ -1791,7 +1582,7 @@ found:
                         if ((unsigned char)data[i] < 0x20 || (unsigned char)data[i] == 0x7f)
                                 bad = true;
                 if (size == 0 || bad) {
-                        parser_error(p, line, "%s: %s %s", where, escape(buf, path, true),
+                        parser_error(p, line, "%s: %s %s", where, escape_message(buf, path, true),
                                      size == 0 ? "is empty"
                                                : "holds more than one line or control characters");
                         erase_and_free(data, size);
@@ -1813,7 +1604,7 @@ static int check_readable(ConfigParser *p, const char *path, size_t key, size_t 
         if (!path || access(path, R_OK) >= 0)
                 return 0;
         parser_error(p, line, "%s:%u: [%s] %s: cannot read %s: %s", p->path, line,
-                     section_label(p, k->section, webhook), k->name, escape(buf, path, true),
+                     section_label(p, k->section, webhook), k->name, escape_message(buf, path, true),
                      strerror(errno));
         return -EINVAL;
 }

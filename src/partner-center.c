@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "http-syntax.h"
 #include "partner-center.h"
 #include "json-util.h"
 
@@ -223,29 +224,6 @@ static int parse_item(json_object *o, size_t i, LineItem *ret, const char **reas
         return r;
 }
 
-/* HTTP token characters (RFC 9110 §5.6.2). */
-static bool header_name_is_valid(const char *s) {
-        if (isempty(s))
-                return false;
-        for (const char *p = s; *p; p++) {
-                unsigned char c = (unsigned char) *p;
-                if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                      strchr("!#$%&'*+-.^_`|~", c)))
-                        return false;
-        }
-        return true;
-}
-
-/* No CR/LF or other control characters (tab allowed), so it cannot split a header. */
-static bool header_value_is_valid(const char *s) {
-        for (const char *p = s; *p; p++) {
-                unsigned char c = (unsigned char) *p;
-                if ((c < ' ' && c != '\t') || c == 0x7f)
-                        return false;
-        }
-        return true;
-}
-
 static bool uri_is_valid(const char *s) {
         if (s[0] != '/')
                 return false;
@@ -276,7 +254,7 @@ static int parse_next_headers(json_object *a, char ***ret, const char **reason) 
                         *reason = reasonf("links.next.headers[%zu].key is not a string", j);
                         return -EBADMSG;
                 }
-                if (!header_name_is_valid(key)) {
+                if (!http_header_name_is_valid(key)) {
                         *reason = reasonf("links.next.headers[%zu].key is not a valid header name", j);
                         return -EBADMSG;
                 }
@@ -285,7 +263,7 @@ static int parse_next_headers(json_object *a, char ***ret, const char **reason) 
                         *reason = reasonf("links.next.headers[%zu].value is not a string", j);
                         return -EBADMSG;
                 }
-                if (!header_value_is_valid(value)) {
+                if (!http_header_value_is_valid(value)) {
                         *reason = reasonf("links.next.headers[%zu].value contains control characters", j);
                         return -EBADMSG;
                 }

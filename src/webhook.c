@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <strings.h>
 
+#include "alloc-util.h"
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
@@ -222,12 +223,6 @@ static bool headers_have(char *const *headers, const char *name) {
                 if (header_has_name(*h, name))
                         return true;
         return false;
-}
-
-static void erase_free(char *p, size_t size) {
-        if (p)
-                explicit_bzero(p, size);
-        free(p);
 }
 
 static char **strv_free(char **l) {
@@ -895,7 +890,7 @@ static size_t endpoint_due(Endpoint *e, uint64_t until) {
 
 static void endpoint_config_clear(Endpoint *e) {
         free(e->url);
-        erase_free(e->secret, e->secret_size);
+        erase_and_free(e->secret, e->secret_size);
         for (char **h = e->headers; h && *h; h++) /* may hold bearer tokens */
                 explicit_bzero(*h, strlen(*h));
         strv_free(e->headers);
