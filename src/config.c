@@ -16,6 +16,7 @@
 #include "alloc-util.h"
 #include "config.h"
 #include "http-syntax.h"
+#include "strv.h"
 
 /* Debian's inih reads lines into a 200 byte buffer: 199 characters and the terminating NUL. */
 #define LINE_MAX_CHARS 199
@@ -33,7 +34,6 @@
 #define DEFAULT_TOKEN_ENDPOINT "https://login.microsoftonline.com/" TENANT_PLACEHOLDER "/oauth2/token"
 #define DEFAULT_STATE_DIRECTORY "/var/lib/provwatch"
 #define DEFAULT_ORDERS_DIR "/etc/provwatch/orders.d"
-
 
 typedef enum SectionType {
         SECTION_PARTNER_CENTER,
@@ -212,40 +212,6 @@ typedef struct ConfigParser {
 } ConfigParser;
 
 /* ---- small helpers ---- */
-
-static char **strv_free(char **l) {
-        for (char **i = l; i && *i; i++)
-                free(*i);
-        free(l);
-        return NULL;
-}
-
-static size_t strv_length(char *const *l) {
-        size_t n = 0;
-        while (l && l[n])
-                n++;
-        return n;
-}
-
-static char **strv_new_empty(void) {
-        return calloc(1, sizeof(char *));
-}
-
-/* Appends s, taking ownership (also on failure). */
-static int strv_consume(char ***l, char *s) {
-        if (!s)
-                return -ENOMEM;
-        size_t n = strv_length(*l);
-        char **t = realloc(*l, (n + 2) * sizeof(char *));
-        if (!t) {
-                free(s);
-                return -ENOMEM;
-        }
-        t[n] = s;
-        t[n + 1] = NULL;
-        *l = t;
-        return 0;
-}
 
 static bool id_is_valid(const char *s, size_t len) {
         return len >= 1 && len <= ID_MAX && ascii_alnum_or_in(s, len, "._~-");
@@ -1157,22 +1123,6 @@ static void set_string(ConfigParser *p, char **field, const char *v) {
         *field = s;
 }
 
-/* Space-separated words appended to *l; lowercased when asked. */
-static int strv_split_append(char ***l, const char *v, bool lower) {
-        for (const char *s = v + strspn(v, WHITESPACE); *s; s += strspn(s, WHITESPACE)) {
-                size_t n = strcspn(s, WHITESPACE);
-                char *w = strndup(s, n);
-                if (w && lower)
-                        for (char *q = w; *q; q++)
-                                *q = (char)tolower((unsigned char)*q);
-                int r = strv_consume(l, w);
-                if (r < 0)
-                        return r;
-                s += n;
-        }
-        return 0;
-}
-
 static void apply_header(ConfigParser *p, const Assignment *a, char ***headers, const char *v) {
         static const char *const reserved[] = {
                 "content-type",      "content-length",    "host", "transfer-encoding", "webhook-id",
@@ -1386,8 +1336,11 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
                 char ***l = field;
                 if (k->type == VALUE_STATUSES)
                         *l = strv_free(*l);
-                if (strv_split_append(l, v, k->type == VALUE_STATUSES) < 0)
+                if (strv_split_extend(l, v, WHITESPACE) < 0)
                         p->oom = true;
+                else if (k->type == VALUE_STATUSES)
+                        for (char **s = *l; s && *s; s++)
+                                ascii_strlower(*s);
                 break;
         }
 

@@ -7,6 +7,7 @@
 
 #include "http-syntax.h"
 #include "partner-center.h"
+#include "strv.h"
 #include "json-util.h"
 
 /* Ten years, a sanity bound for expires_in. */
@@ -20,16 +21,6 @@ _printf_(1, 2) static const char *reasonf(const char *fmt, ...) {
         vsnprintf(reason_buffer, sizeof reason_buffer, fmt, ap);
         va_end(ap);
         return reason_buffer;
-}
-
-static void strv_free(char **l) {
-        for (char **p = l; p && *p; p++)
-                free(*p);
-        free(l);
-}
-
-static void strv_freep(char ***l) {
-        strv_free(*l);
 }
 
 static bool is_json_space(char c) {

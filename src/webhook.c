@@ -21,6 +21,7 @@
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
+#include "strv.h"
 #include "webhook.h"
 
 #define WINDOW_MAX 256u /* queue rows in memory per endpoint */
@@ -223,26 +224,6 @@ static bool headers_have(char *const *headers, const char *name) {
                 if (header_has_name(*h, name))
                         return true;
         return false;
-}
-
-static char **strv_free(char **l) {
-        for (char **p = l; p && *p; p++)
-                free(*p);
-        free(l);
-        return NULL;
-}
-
-static char **strv_copy(char *const *l) {
-        size_t n = 0;
-        while (l && l[n])
-                n++;
-        char **c = calloc(n + 1, sizeof *c);
-        if (!c)
-                return NULL;
-        for (size_t i = 0; i < n; i++)
-                if (!(c[i] = strdup(l[i])))
-                        return strv_free(c);
-        return c;
 }
 
 static int strdup_or_null(const char *s, char **ret) {
@@ -891,9 +872,7 @@ static size_t endpoint_due(Endpoint *e, uint64_t until) {
 static void endpoint_config_clear(Endpoint *e) {
         free(e->url);
         erase_and_free(e->secret, e->secret_size);
-        for (char **h = e->headers; h && *h; h++) /* may hold bearer tokens */
-                explicit_bzero(*h, strlen(*h));
-        strv_free(e->headers);
+        strv_free_erase(e->headers); /* may hold bearer tokens */
         free(e->ca_file);
         e->url = e->secret = e->ca_file = NULL;
         e->headers = NULL;
