@@ -125,11 +125,6 @@ void order_refs_free(OrderRef *orders, size_t n);
 /* Human summary for check-config, no secrets. */
 void config_print_summary(const Config *c, FILE *out);
 
-/* Value parsers (also used by tests and fuzzers). Return 0 or -EINVAL. */
-int parse_timespan(const char *s, uint64_t *ret_usec);  /* "90s", "5m", "1h30m", "250ms", "0"; bare number = seconds */
-int parse_boolean(const char *s);                       /* 1, 0, or -EINVAL */
-int parse_unsigned(const char *s, unsigned max, unsigned *ret);
-
 /* Standard Webhooks secret: "whsec_<base64>" decoded, else the raw bytes (trailing newline
  * stripped). Returns -EINVAL for whsec_ with bad base64. */
 int webhook_secret_decode(const char *text, size_t size, char **ret, size_t *ret_size);

@@ -21,6 +21,7 @@
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
+#include "parse-util.h"
 #include "strv.h"
 #include "webhook.h"
 
@@ -198,20 +199,6 @@ static void describe_failure(const HttpResponse *resp, char *buf, size_t size) {
                          resp->result != CURLE_OK && resp->error ? resp->error : "");
         else
                 snprintf(buf, size, "%s", resp->error ? resp->error : "no answer");
-}
-
-static char *format_span(char *buf, size_t size, uint64_t usec) {
-        uint64_t s = (usec + USEC_PER_SEC / 2) / USEC_PER_SEC;
-
-        if (s < 60)
-                snprintf(buf, size, "%" PRIu64 "s", s);
-        else if (s < 3600)
-                snprintf(buf, size, "%" PRIu64 "min %" PRIu64 "s", s / 60, s % 60);
-        else if (s < 86400)
-                snprintf(buf, size, "%" PRIu64 "h %" PRIu64 "min", s / 3600, s % 3600 / 60);
-        else
-                snprintf(buf, size, "%" PRIu64 "d %" PRIu64 "h", s / 86400, s % 86400 / 3600);
-        return buf;
 }
 
 static bool header_has_name(const char *header, const char *name) {
@@ -541,12 +528,12 @@ static int row_record_delivered(Endpoint *e, Row *row) {
 static int row_record_dead(Endpoint *e, Row *row, uint64_t now) {
         Store *store = e->webhooks->store;
         _cleanup_free_ char *reason = NULL;
-        char span[32];
+        char span[FORMAT_TIMESPAN_MAX];
         int r;
 
         reason = strdup_printf("no success after %u attempt%s over %s; last error: %s", row->ev.attempts,
                                row->ev.attempts == 1 ? "" : "s",
-                               format_span(span, sizeof span, now - row->ev.created_usec),
+                               format_timespan(span, sizeof span, timespan_round_for_display(now - row->ev.created_usec)),
                                row->last_error ? row->last_error : "unknown");
         if (!reason)
                 return -ENOMEM;
@@ -623,9 +610,9 @@ static void row_delivered(Endpoint *e, Row *row, const HttpResponse *resp) {
 static void row_give_up(Endpoint *e, Row *row, uint64_t now) {
         Webhooks *w = e->webhooks;
         const char *last = row->last_error ? row->last_error : "unknown";
-        char span[32];
+        char span[FORMAT_TIMESPAN_MAX];
 
-        format_span(span, sizeof span, now - row->ev.created_usec);
+        format_timespan(span, sizeof span, timespan_round_for_display(now - row->ev.created_usec));
         log_error("Webhook '%s': giving up on event %s (%s of order '%s') after %u attempt%s over %s; last "
                   "error: %s. It is kept as a dead letter.",
                   e->name, row->ev.event_id, row->ev.event_type, row->ev.order_id, row->ev.attempts,
@@ -653,7 +640,7 @@ static void row_give_up(Endpoint *e, Row *row, uint64_t now) {
 
 static void row_failed(Endpoint *e, Row *row, const HttpResponse *resp) {
         uint64_t now = now_realtime_usec(), next, delay;
-        char reason[512], when[32], span[32];
+        char reason[512], when[32], span[FORMAT_TIMESPAN_MAX];
         int r;
 
         endpoint_metrics_update(e, 0, 1, 0);
@@ -685,7 +672,7 @@ static void row_failed(Endpoint *e, Row *row, const HttpResponse *resp) {
 
         log_warning("Webhook '%s': event %s not delivered (attempt %u): %s. Next attempt at %s (in %s)%s.",
                     e->name, row->ev.event_id, row->ev.attempts, reason,
-                    format_rfc3339(when, sizeof when, next), format_span(span, sizeof span, next - now),
+                    format_rfc3339(when, sizeof when, next), format_timespan(span, sizeof span, timespan_round_for_display(next - now)),
                     retry_after ? ", as the receiver asked" : "");
 
         r = store_queue_reschedule(e->webhooks->store, e->name, row->ev.seq, row->ev.attempts, next, reason);

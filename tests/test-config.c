@@ -116,109 +116,6 @@ static int setup(void **state) {
         return 0;
 }
 
-/* ---- value parsers ---- */
-
-static void test_parse_timespan(void **state) {
-        static const struct {
-                const char *s;
-                uint64_t usec;
-        } good[] = {
-                {"0", 0},
-                {"90", 90 * USEC_PER_SEC},
-                {"90s", 90 * USEC_PER_SEC},
-                {"250ms", 250 * USEC_PER_MSEC},
-                {"5m", 5 * MINUTE},
-                {"1h30m", HOUR + 30 * MINUTE},
-                {"1h 30m", HOUR + 30 * MINUTE},
-                {"1h\t30m 15s", HOUR + 30 * MINUTE + 15 * USEC_PER_SEC},
-                {"2d", 2 * DAY},
-                {"1d1h1m1s1ms", DAY + HOUR + MINUTE + USEC_PER_SEC + USEC_PER_MSEC},
-                {"0s", 0},
-                {"  7m  ", 7 * MINUTE},
-                {"10 s", 10 * USEC_PER_SEC},
-                {"007s", 7 * USEC_PER_SEC},
-                {"213503982d", 213503982 * DAY},
-        };
-        static const char *const bad[] = {
-                "",
-                " ",
-                "5 parsecs",
-                "s",
-                "1x",
-                "-1s",
-                "+1s",
-                "1.5h",
-                "1h30",
-                "30 1h",
-                "1H",
-                "1 h x",
-                "18446744073709551616",
-                "99999999999999999999s",
-                "213503983d",
-                "213503982d 1d",
-                "18446744073709551615",
-                "1m-1s",
-                "ms",
-                "1hh",
-                "1h,30m",
-                "0x10",
-        };
-        uint64_t u;
-
-        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
-                u = 12345;
-                if (parse_timespan(good[i].s, &u) != 0)
-                        fail_msg("\"%s\" rejected", good[i].s);
-                if (u != good[i].usec)
-                        fail_msg("\"%s\" gave %llu", good[i].s, (unsigned long long)u);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                u = 12345;
-                if (parse_timespan(bad[i], &u) != -EINVAL)
-                        fail_msg("\"%s\" accepted", bad[i]);
-                assert_int_equal(u, 12345);
-        }
-        assert_int_equal(parse_timespan(NULL, &u), -EINVAL);
-}
-
-static void test_parse_boolean(void **state) {
-        static const char *const yes[] = {"yes", "YES", "Yes", "true", "TRUE", "1"};
-        static const char *const no[] = {"no", "NO", "false", "False", "0"};
-        static const char *const bad[] = {"", "y", "n", "on", "off", "2", "yess", " yes", "auto"};
-
-        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
-                assert_int_equal(parse_boolean(yes[i]), 1);
-        for (size_t i = 0; i < ELEMENTSOF(no); i++)
-                assert_int_equal(parse_boolean(no[i]), 0);
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
-                assert_int_equal(parse_boolean(bad[i]), -EINVAL);
-        assert_int_equal(parse_boolean(NULL), -EINVAL);
-}
-
-static void test_parse_unsigned(void **state) {
-        unsigned u = 77;
-
-        assert_int_equal(parse_unsigned("0", 10, &u), 0);
-        assert_int_equal(u, 0);
-        assert_int_equal(parse_unsigned("1024", 1024, &u), 0);
-        assert_int_equal(u, 1024);
-        assert_int_equal(parse_unsigned("0008", 10, &u), 0);
-        assert_int_equal(u, 8);
-        assert_int_equal(parse_unsigned("4294967295", UINT_MAX, &u), 0);
-        assert_int_equal(u, UINT_MAX);
-        u = 77;
-        assert_int_equal(parse_unsigned("1025", 1024, &u), -EINVAL);
-        assert_int_equal(parse_unsigned("4294967296", UINT_MAX, &u), -EINVAL);
-        assert_int_equal(parse_unsigned("99999999999999999999999", UINT_MAX, &u), -EINVAL);
-        assert_int_equal(parse_unsigned("", 10, &u), -EINVAL);
-        assert_int_equal(parse_unsigned("-1", 10, &u), -EINVAL);
-        assert_int_equal(parse_unsigned("+1", 10, &u), -EINVAL);
-        assert_int_equal(parse_unsigned(" 1", 10, &u), -EINVAL);
-        assert_int_equal(parse_unsigned("1a", 10, &u), -EINVAL);
-        assert_int_equal(parse_unsigned(NULL, 10, &u), -EINVAL);
-        assert_int_equal(u, 77);
-}
-
 /* ---- loading ---- */
 
 static void test_defaults(void **state) {
@@ -1296,9 +1193,6 @@ int main(void) {
         umask(022);
 
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup(test_parse_timespan, setup),
-                cmocka_unit_test_setup(test_parse_boolean, setup),
-                cmocka_unit_test_setup(test_parse_unsigned, setup),
                 cmocka_unit_test_setup(test_defaults, setup),
                 cmocka_unit_test_setup(test_every_key, setup),
                 cmocka_unit_test_setup(test_journal_and_comments, setup),

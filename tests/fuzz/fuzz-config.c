@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "fuzz.h"
+#include "parse-util.h"
 
 /* In every secret the scratch directory holds, never in file names: the summary and the error
  * messages must never show it. */
