@@ -15,6 +15,7 @@
 
 #include "alloc-util.h"
 #include "config.h"
+#include "hashmap.h"
 #include "http-syntax.h"
 #include "parse-util.h"
 #include "strv.h"
@@ -573,16 +574,20 @@ static int read_orders_dir(const char *dir, MessageList *errors, OrderList *l) {
         return ret;
 }
 
-/* Case-insensitive (IDs are ASCII), over customer and order ID with a separator. */
-static uint64_t order_ref_hash(const OrderRef *o) {
-        uint64_t h = 1469598103934665603ULL;
-        for (const char *p = o->customer_id; *p; p++)
-                h = (h ^ (unsigned char) tolower((unsigned char) *p)) * 1099511628211ULL;
-        h = (h ^ 0x1f) * 1099511628211ULL;
-        for (const char *p = o->order_id; *p; p++)
-                h = (h ^ (unsigned char) tolower((unsigned char) *p)) * 1099511628211ULL;
-        return h;
+/* IDs are ASCII and compare case-insensitively. */
+static uint64_t order_ref_hash(const void *key) {
+        const OrderRef *o = key;
+        uint64_t h = hash_string_case(o->customer_id, FNV_OFFSET);
+        h = hash_bytes("", 1, h);
+        return hash_string_case(o->order_id, h);
 }
+
+static bool order_ref_equal(const void *a, const void *b) {
+        const OrderRef *x = a, *y = b;
+        return strcasecmp(x->customer_id, y->customer_id) == 0 && strcasecmp(x->order_id, y->order_id) == 0;
+}
+
+static const HashOps order_ref_hash_ops = { .hash = order_ref_hash, .equal = order_ref_equal };
 
 /* Drops repeated orders (IDs compare case-insensitively), keeping the first of each in place.
  * With warnings, says where each repetition was. A hash table, not a sort: lists of 100,000
@@ -591,31 +596,20 @@ static int order_list_dedup(OrderList *l, char ***warnings) {
         if (l->n < 2)
                 return 0;
 
-        size_t size = 2;
-        while (size < 2 * l->n)
-                size *= 2;
-        _cleanup_free_ size_t *slots = calloc(size, sizeof(size_t)); /* index + 1; 0 = free */
-        _cleanup_free_ size_t *first = calloc(l->n, sizeof(size_t));
-        if (!slots || !first)
+        _cleanup_(hashmap_freep) Hashmap *seen = hashmap_new(&order_ref_hash_ops);
+        _cleanup_free_ size_t *first = calloc(l->n, sizeof(size_t)); /* SIZE_MAX: the first one */
+        if (!seen || !first || hashmap_reserve(seen, l->n) < 0)
                 return -ENOMEM;
         for (size_t i = 0; i < l->n; i++) {
-                const OrderRef *b = l->items + i;
                 first[i] = SIZE_MAX;
-                for (size_t j = (size_t) order_ref_hash(b) & (size - 1);; j = (j + 1) & (size - 1)) {
-                        if (slots[j] == 0) {
-                                slots[j] = i + 1;
-                                break;
-                        }
-                        const OrderRef *a = l->items + slots[j] - 1;
-                        if (strcasecmp(a->customer_id, b->customer_id) == 0 &&
-                            strcasecmp(a->order_id, b->order_id) == 0) {
-                                first[i] = slots[j] - 1;
-                                break;
-                        }
-                }
+                int r = hashmap_put(seen, l->items + i, l->items + i);
+                if (r == -EEXIST)
+                        first[i] = (size_t) ((const OrderRef *) hashmap_get(seen, l->items + i) - l->items);
+                else if (r < 0)
+                        return r;
         }
 
-        /* warnings first: compaction below overwrites the slots first[] points to */
+        /* warnings first: compaction below overwrites the entries first[] points to */
         for (size_t i = 0; warnings && i < l->n; i++) {
                 if (first[i] == SIZE_MAX)
                         continue;

@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "alloc-util.h"
+#include "hashmap.h"
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
@@ -58,11 +59,9 @@ struct Row {
 struct OrderTrack {
         char *customer_id;
         char *order_id;
-        unsigned hash;
         Row *head;
         size_t n_skipped;   /* queue rows of this order with seq <= cursor that are not in the window */
         int64_t scan_after; /* they all have a seq above this */
-        OrderTrack *hash_next;
 };
 
 struct Endpoint {
@@ -81,8 +80,7 @@ struct Endpoint {
         Row *rows_head, *rows_tail;
         size_t n_rows, n_in_flight;
 
-        OrderTrack **buckets;
-        size_t n_buckets, n_tracks;
+        Hashmap *tracks; /* OrderTrack by customer and order id */
         bool orphans; /* some track lost its head and could not fetch the next row yet */
 
         int64_t cursor;
@@ -242,64 +240,23 @@ static void endpoint_refresh_depth(Endpoint *e) {
 
 /* ---- order tracks ---- */
 
-static unsigned order_hash(const char *customer_id, const char *order_id) {
-        unsigned h = 2166136261u; /* FNV-1a */
-        for (const char *p = customer_id; *p; p++)
-                h = (h ^ (unsigned char) *p) * 16777619u;
-        h = (h ^ 0x1f) * 16777619u;
-        for (const char *p = order_id; *p; p++)
-                h = (h ^ (unsigned char) *p) * 16777619u;
-        return h;
+static uint64_t order_track_hash(const void *key) {
+        const OrderTrack *t = key;
+        uint64_t h = hash_bytes(t->customer_id, strlen(t->customer_id), FNV_OFFSET);
+        h = hash_bytes("", 1, h);
+        return hash_bytes(t->order_id, strlen(t->order_id), h);
 }
+
+static bool order_track_equal(const void *a, const void *b) {
+        const OrderTrack *x = a, *y = b;
+        return streq(x->order_id, y->order_id) && streq(x->customer_id, y->customer_id);
+}
+
+static const HashOps order_track_hash_ops = { .hash = order_track_hash, .equal = order_track_equal };
 
 static OrderTrack *track_find(Endpoint *e, const char *customer_id, const char *order_id) {
-        if (e->n_buckets == 0)
-                return NULL;
-        unsigned h = order_hash(customer_id, order_id);
-        for (OrderTrack *t = e->buckets[h & (e->n_buckets - 1)]; t; t = t->hash_next)
-                if (t->hash == h && streq(t->order_id, order_id) && streq(t->customer_id, customer_id))
-                        return t;
-        return NULL;
-}
-
-static int tracks_grow(Endpoint *e) {
-        size_t n = e->n_buckets ? e->n_buckets * 2 : 64;
-        OrderTrack **b = calloc(n, sizeof *b);
-        if (!b)
-                return -ENOMEM;
-        for (size_t i = 0; i < e->n_buckets; i++)
-                for (OrderTrack *t = e->buckets[i], *next; t; t = next) {
-                        next = t->hash_next;
-                        t->hash_next = b[t->hash & (n - 1)];
-                        b[t->hash & (n - 1)] = t;
-                }
-        free(e->buckets);
-        e->buckets = b;
-        e->n_buckets = n;
-        return 0;
-}
-
-static int track_add(Endpoint *e, const char *customer_id, const char *order_id, OrderTrack **ret) {
-        if (e->n_tracks >= e->n_buckets && tracks_grow(e) < 0)
-                return -ENOMEM;
-        OrderTrack *t = calloc(1, sizeof *t);
-        if (!t)
-                return -ENOMEM;
-        t->customer_id = strdup(customer_id);
-        t->order_id = strdup(order_id);
-        if (!t->customer_id || !t->order_id) {
-                free(t->customer_id);
-                free(t->order_id);
-                free(t);
-                return -ENOMEM;
-        }
-        t->hash = order_hash(customer_id, order_id);
-        size_t i = t->hash & (e->n_buckets - 1);
-        t->hash_next = e->buckets[i];
-        e->buckets[i] = t;
-        e->n_tracks++;
-        *ret = t;
-        return 0;
+        const OrderTrack probe = { .customer_id = (char *) customer_id, .order_id = (char *) order_id };
+        return hashmap_get(e->tracks, &probe);
 }
 
 static void track_free(OrderTrack *t) {
@@ -308,16 +265,25 @@ static void track_free(OrderTrack *t) {
         free(t);
 }
 
+static int track_add(Endpoint *e, const char *customer_id, const char *order_id, OrderTrack **ret) {
+        OrderTrack *t = calloc(1, sizeof *t);
+        if (!t)
+                return -ENOMEM;
+        t->customer_id = strdup(customer_id);
+        t->order_id = strdup(order_id);
+        if (!t->customer_id || !t->order_id || hashmap_put(e->tracks, t, t) < 0) {
+                track_free(t);
+                return -ENOMEM;
+        }
+        *ret = t;
+        return 0;
+}
+
 /* Drops the track once it has nothing left to remember. */
 static void track_release(Endpoint *e, OrderTrack *t) {
         if (t->head || t->n_skipped > 0)
                 return;
-        for (OrderTrack **p = &e->buckets[t->hash & (e->n_buckets - 1)]; *p; p = &(*p)->hash_next)
-                if (*p == t) {
-                        *p = t->hash_next;
-                        break;
-                }
-        e->n_tracks--;
+        (void) hashmap_remove(e->tracks, t);
         track_free(t);
 }
 
@@ -468,16 +434,21 @@ static int endpoint_scan_order(Endpoint *e, OrderTrack *t) {
 static int endpoint_scan_orphans(Endpoint *e) {
         if (!e->orphans)
                 return 0;
-        for (size_t i = 0; i < e->n_buckets; i++)
-                for (OrderTrack *t = e->buckets[i], *next; t; t = next) {
-                        next = t->hash_next;
-                        if (t->head)
-                                continue;
-                        int r = endpoint_scan_order(e, t);
-                        if (r < 0)
-                                return r;
-                        track_release(e, t);
-                }
+        /* collected first: releasing a track changes the map, which an iteration must not see */
+        _cleanup_free_ OrderTrack **orphans = calloc(hashmap_size(e->tracks) + 1, sizeof *orphans);
+        if (!orphans)
+                return -ENOMEM;
+        size_t n = 0, it = 0;
+        void *v;
+        while (hashmap_iterate(e->tracks, &it, &v, NULL))
+                if (!((OrderTrack *) v)->head)
+                        orphans[n++] = v;
+        for (size_t i = 0; i < n; i++) {
+                int r = endpoint_scan_order(e, orphans[i]);
+                if (r < 0)
+                        return r;
+                track_release(e, orphans[i]);
+        }
         e->orphans = false;
         return 0;
 }
@@ -915,12 +886,11 @@ static void endpoint_free(Endpoint *e) {
         }
         e->rows_head = e->rows_tail = NULL;
         e->n_rows = e->n_in_flight = 0;
-        for (size_t i = 0; i < e->n_buckets; i++)
-                for (OrderTrack *t = e->buckets[i], *next; t; t = next) {
-                        next = t->hash_next;
-                        track_free(t);
-                }
-        free(e->buckets);
+        size_t it = 0;
+        void *t;
+        while (hashmap_iterate(e->tracks, &it, &t, NULL))
+                track_free(t);
+        e->tracks = hashmap_free(e->tracks);
         endpoint_config_clear(e);
         free(e->name);
         uv_timer_stop(&e->timer);
@@ -935,7 +905,8 @@ static int endpoint_new(Webhooks *w, const WebhookConfig *c, Endpoint **ret) {
         uv_timer_init(w->loop, &e->timer);
         e->timer.data = e;
         e->name = strdup(c->name);
-        if (!e->name || endpoint_apply_config(e, c) < 0) {
+        e->tracks = hashmap_new(&order_track_hash_ops);
+        if (!e->name || !e->tracks || endpoint_apply_config(e, c) < 0) {
                 endpoint_free(e);
                 return -ENOMEM;
         }
