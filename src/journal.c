@@ -14,6 +14,10 @@ bool journal_available(void) {
         return access("/run/systemd/journal/socket", W_OK) == 0;
 }
 
+bool journal_enabled(JournalMode mode) {
+        return mode == JOURNAL_YES || (mode == JOURNAL_AUTO && journal_available());
+}
+
 typedef struct Fields {
         struct iovec iov[MAX_FIELDS];
         size_t n;

@@ -3,12 +3,16 @@
 
 #include <stdbool.h>
 
+#include "config.h"
 #include "event.h"
 
 /* Events to the systemd journal (SPEC §6 Journal): one entry per event with structured fields. */
 
 /* Whether the journal socket exists (for [journal] enabled = auto). */
 bool journal_available(void);
+
+/* Whether events go to the journal under [journal] enabled = mode. */
+bool journal_enabled(JournalMode mode);
 
 /* Sends one entry; returns -errno from sd_journal_sendv. */
 int journal_send_event(const Event *e);

@@ -915,10 +915,6 @@ static int endpoint_new(Webhooks *w, const WebhookConfig *c, Endpoint **ret) {
         return 0;
 }
 
-static bool config_journal(const Config *c) {
-        return c->journal == JOURNAL_YES || (c->journal == JOURNAL_AUTO && journal_available());
-}
-
 static void log_unconfigured_queues(Webhooks *w, const Config *config) {
         _cleanup_(store_webhook_names_freep) char **names = NULL;
 
@@ -951,7 +947,7 @@ int webhooks_new(uv_loop_t *loop, Http *http, Store *store, const Config *config
         w->loop = loop;
         w->http = http;
         w->store = store;
-        w->journal = config_journal(config);
+        w->journal = journal_enabled(config->journal);
         uv_timer_init(loop, &w->idle_timer);
         w->idle_timer.data = w;
 
@@ -995,7 +991,7 @@ Webhooks *webhooks_free(Webhooks *w) {
 void webhooks_set_config(Webhooks *w, const Config *config) {
         Endpoint *old = w->endpoints, *list = NULL, **tail = &list;
 
-        w->journal = config_journal(config);
+        w->journal = journal_enabled(config->journal);
         for (size_t i = 0; i < config->n_webhooks; i++) {
                 const WebhookConfig *c = &config->webhooks[i];
                 Endpoint *e = NULL;
