@@ -1,10 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
-#include <dirent.h>
 #include <fnmatch.h>
 #include <ini.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,8 +13,8 @@
 
 #include "alloc-util.h"
 #include "config.h"
-#include "hashmap.h"
 #include "http-syntax.h"
+#include "message-list.h"
 #include "parse-util.h"
 #include "strv.h"
 
@@ -24,10 +22,7 @@
 #define LINE_MAX_CHARS 199
 #define CONFIG_FILE_MAX ((size_t)1024 * 1024)
 #define SECRET_FILE_MAX ((size_t)64 * 1024)
-#define ORDERS_FILE_MAX ((size_t)16 * 1024 * 1024)
-#define ID_MAX 128
 #define WEBHOOK_NAME_MAX 64
-#define ERRORS_PRINTED_MAX 1000
 #define SUMMARY_ORDERS_MAX 10
 #define KEYS_MAX 48
 #define TENANT_PLACEHOLDER "{tenant-id}"
@@ -161,23 +156,6 @@ static bool key_is_repeatable(const KeyDef *k) {
         return k->type >= VALUE_ORDER;
 }
 
-typedef struct Message {
-        unsigned line; /* line in the configuration file; UINT_MAX sorts messages without one last */
-        size_t seq;
-        char *text;
-} Message;
-
-typedef struct MessageList {
-        Message *items;
-        size_t n, allocated;
-        bool oom;
-} MessageList;
-
-typedef struct OrderList {
-        OrderRef *items;
-        size_t n, allocated;
-} OrderList;
-
 typedef struct Assignment {
         const KeyDef *key;
         size_t webhook;
@@ -215,10 +193,6 @@ typedef struct ConfigParser {
 
 /* ---- small helpers ---- */
 
-static bool id_is_valid(const char *s, size_t len) {
-        return len >= 1 && len <= ID_MAX && ascii_alnum_or_in(s, len, "._~-");
-}
-
 /* inih's rule: stop at one of chars, or at ';' preceded by whitespace (an inline comment). */
 static char *find_chars_or_comment(const char *s, const char *chars) {
         bool was_space = false;
@@ -227,11 +201,6 @@ static char *find_chars_or_comment(const char *s, const char *chars) {
                 s++;
         }
         return (char *)s;
-}
-
-static void closedirp(DIR **d) {
-        if (*d)
-                closedir(*d);
 }
 
 static bool api_version_is_valid(const char *s) {
@@ -249,57 +218,6 @@ static bool api_version_is_valid(const char *s) {
 static bool webhook_name_is_valid(const char *s) {
         size_t l = strlen(s);
         return l >= 1 && l <= WEBHOOK_NAME_MAX && ascii_alnum_or_in(s, l, "_-");
-}
-
-/* ---- messages ---- */
-
-_printf_(3, 0) static void messages_addv(MessageList *l, unsigned line, const char *fmt, va_list ap) {
-        char *t;
-
-        if (vasprintf(&t, fmt, ap) < 0) {
-                l->oom = true;
-                return;
-        }
-        if (!GREEDY_REALLOC(l->items, l->allocated, l->n + 1)) {
-                free(t);
-                l->oom = true;
-                return;
-        }
-        l->items[l->n] = (Message){.line = line, .seq = l->n, .text = t};
-        l->n++;
-}
-
-_printf_(3, 4) static void messages_add(MessageList *l, unsigned line, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        messages_addv(l, line, fmt, ap);
-        va_end(ap);
-}
-
-static int message_compare(const void *a, const void *b) {
-        const Message *x = a, *y = b;
-        if (x->line != y->line)
-                return x->line < y->line ? -1 : 1;
-        return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-static void messages_print(MessageList *l, FILE *f) {
-        if (l->n == 0)
-                return;
-        qsort(l->items, l->n, sizeof(Message), message_compare);
-        if (!f)
-                return;
-        for (size_t i = 0; i < l->n && i < ERRORS_PRINTED_MAX; i++)
-                fprintf(f, "%s\n", l->items[i].text);
-        if (l->n > ERRORS_PRINTED_MAX)
-                fprintf(f, "... and %zu more errors\n", l->n - ERRORS_PRINTED_MAX);
-}
-
-static void messages_done(MessageList *l) {
-        for (size_t i = 0; i < l->n; i++)
-                free(l->items[i].text);
-        free(l->items);
-        *l = (MessageList){};
 }
 
 /* ---- webhook secrets ---- */
@@ -374,285 +292,6 @@ bool webhook_wants_event(const WebhookConfig *w, const char *event_type) {
                 if (fnmatch(*p, event_type, 0) == 0)
                         return true;
         return false;
-}
-
-/* ---- orders ---- */
-
-static void order_ref_done(OrderRef *o) {
-        free(o->customer_id);
-        free(o->order_id);
-        free(o->origin);
-}
-
-void order_refs_free(OrderRef *orders, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                order_ref_done(orders + i);
-        free(orders);
-}
-
-static void order_list_done(OrderList *l) {
-        order_refs_free(l->items, l->n);
-        *l = (OrderList){};
-}
-
-static int order_list_add(OrderList *l, const char *customer, size_t customer_len, const char *order,
-                          size_t order_len, const char *file, unsigned line) {
-        if (!GREEDY_REALLOC(l->items, l->allocated, l->n + 1))
-                return -ENOMEM;
-        OrderRef o = {
-                .customer_id = strndup(customer, customer_len),
-                .order_id = strndup(order, order_len),
-                .origin = strdup_printf("%s:%u", file, line),
-        };
-        if (!o.customer_id || !o.order_id || !o.origin) {
-                order_ref_done(&o);
-                return -ENOMEM;
-        }
-        l->items[l->n++] = o;
-        return 0;
-}
-
-/* Checks "CUSTOMER_ID ORDER_ID" and appends it; on a bad value fills why (quoting the value). */
-static int order_parse_and_add(OrderList *l, const char *value, const char *file, unsigned line, char *why,
-                               size_t why_size) {
-        char buf[ESCAPE_BUF];
-        const char *p = value + strspn(value, WHITESPACE);
-        const char *c = p;
-        size_t cl = strcspn(p, WHITESPACE);
-        p += cl;
-        p += strspn(p, WHITESPACE);
-        const char *o = p;
-        size_t ol = strcspn(p, WHITESPACE);
-        p += ol;
-        p += strspn(p, WHITESPACE);
-
-        if (cl == 0 || ol == 0 || *p) {
-                snprintf(why, why_size, "%s is not \"CUSTOMER_ID ORDER_ID\"", escape_message(buf, value, true));
-                return -EINVAL;
-        }
-        if (!id_is_valid(c, cl) || !id_is_valid(o, ol)) {
-                bool customer = !id_is_valid(c, cl);
-                _cleanup_free_ char *bad = customer ? strndup(c, cl) : strndup(o, ol);
-                if (!bad)
-                        return -ENOMEM;
-                snprintf(why, why_size,
-                         "%s is not a valid %s ID (1 to 128 characters of A-Z a-z 0-9 . _ ~ -)",
-                         escape_message(buf, bad, true), customer ? "customer" : "order");
-                return -EINVAL;
-        }
-        return order_list_add(l, c, cl, o, ol, file, line);
-}
-
-static int parse_orders_list(const char *path, const char *data, size_t size, MessageList *errors,
-                             OrderList *l) {
-        char why[ESCAPE_BUF + 128], buf[ESCAPE_BUF];
-        unsigned line = 0;
-        int ret = 0;
-
-        for (size_t pos = 0; pos < size;) {
-                const char *s = data + pos;
-                const char *nl = memchr(s, '\n', size - pos);
-                size_t len = nl ? (size_t)(nl - s) : size - pos;
-                pos += nl ? len + 1 : len;
-                line++;
-
-                if (memchr(s, 0, len)) {
-                        messages_add(errors, UINT_MAX, "%s:%u: line contains a NUL byte",
-                                     escape_message(buf, path, false), line);
-                        ret = -EINVAL;
-                        continue;
-                }
-                _cleanup_free_ char *copy = strndup(s, len);
-                if (!copy)
-                        return -ENOMEM;
-                char *hash = strchr(copy, '#'); /* never part of an ID */
-                if (hash)
-                        *hash = 0;
-                char *v = strip(copy);
-                if (!*v)
-                        continue;
-                int r = order_parse_and_add(l, v, path, line, why, sizeof why);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0) {
-                        messages_add(errors, UINT_MAX, "%s:%u: %s", escape_message(buf, path, false), line, why);
-                        ret = -EINVAL;
-                }
-        }
-        return ret;
-}
-
-static int name_compare(const void *a, const void *b) {
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int read_orders_dir(const char *dir, MessageList *errors, OrderList *l) {
-        char buf[ESCAPE_BUF];
-        _cleanup_(closedirp) DIR *d = NULL;
-        char **names = NULL;
-        size_t n_names = 0, allocated = 0;
-        int r, ret = 0;
-
-        d = opendir(dir);
-        if (!d) {
-                if (errno == ENOENT)
-                        return 0; /* nothing to watch yet */
-                r = -errno;
-                messages_add(errors, UINT_MAX, "%s: cannot read directory: %s", escape_message(buf, dir, false),
-                             strerror(-r));
-                return r;
-        }
-        for (;;) {
-                errno = 0;
-                struct dirent *de = readdir(d);
-                if (!de) {
-                        if (errno != 0) {
-                                ret = -errno;
-                                messages_add(errors, UINT_MAX, "%s: cannot read directory: %s",
-                                             escape_message(buf, dir, false), strerror(-ret));
-                        }
-                        break;
-                }
-                size_t len = strlen(de->d_name);
-                if (de->d_name[0] == '.' || len <= 5 || !streq(de->d_name + len - 5, ".list"))
-                        continue;
-                if (!GREEDY_REALLOC(names, allocated, n_names + 1)) {
-                        ret = -ENOMEM;
-                        break;
-                }
-                names[n_names] = strdup(de->d_name);
-                if (!names[n_names]) {
-                        ret = -ENOMEM;
-                        break;
-                }
-                n_names++;
-        }
-        if (n_names > 0)
-                qsort(names, n_names, sizeof(char *), name_compare);
-
-        for (size_t i = 0; i < n_names && ret != -ENOMEM; i++) {
-                _cleanup_free_ char *path = path_join(dir, names[i]), *data = NULL;
-                size_t size;
-                struct stat st;
-
-                if (!path) {
-                        ret = -ENOMEM;
-                        break;
-                }
-                if (stat(path, &st) < 0) {
-                        if (errno == ENOENT) /* removed meanwhile */
-                                continue;
-                        ret = -errno;
-                        messages_add(errors, UINT_MAX, "%s: %s", escape_message(buf, path, false), strerror(-ret));
-                        continue;
-                }
-                if (!S_ISREG(st.st_mode))
-                        continue;
-                r = read_full_file(path, ORDERS_FILE_MAX, &data, &size);
-                if (r == -ENOENT)
-                        continue;
-                if (r == -ENOMEM) {
-                        ret = r;
-                        break;
-                }
-                if (r < 0) {
-                        messages_add(errors, UINT_MAX, "%s: %s", escape_message(buf, path, false),
-                                     r == -EFBIG ? "file is larger than 16 MiB" : strerror(-r));
-                        ret = r;
-                        continue;
-                }
-                r = parse_orders_list(path, data, size, errors, l);
-                if (r < 0 && (ret == 0 || r == -ENOMEM))
-                        ret = r;
-        }
-
-        for (size_t i = 0; i < n_names; i++)
-                free(names[i]);
-        free(names);
-        if (errors->oom)
-                return -ENOMEM;
-        return ret;
-}
-
-/* IDs are ASCII and compare case-insensitively. */
-static uint64_t order_ref_hash(const void *key) {
-        const OrderRef *o = key;
-        uint64_t h = hash_string_case(o->customer_id, FNV_OFFSET);
-        h = hash_bytes("", 1, h);
-        return hash_string_case(o->order_id, h);
-}
-
-static bool order_ref_equal(const void *a, const void *b) {
-        const OrderRef *x = a, *y = b;
-        return strcasecmp(x->customer_id, y->customer_id) == 0 && strcasecmp(x->order_id, y->order_id) == 0;
-}
-
-static const HashOps order_ref_hash_ops = { .hash = order_ref_hash, .equal = order_ref_equal };
-
-/* Drops repeated orders (IDs compare case-insensitively), keeping the first of each in place.
- * With warnings, says where each repetition was. A hash table, not a sort: lists of 100,000
- * orders are read again on every reload. */
-static int order_list_dedup(OrderList *l, char ***warnings) {
-        if (l->n < 2)
-                return 0;
-
-        _cleanup_(hashmap_freep) Hashmap *seen = hashmap_new(&order_ref_hash_ops);
-        _cleanup_free_ size_t *first = calloc(l->n, sizeof(size_t)); /* SIZE_MAX: the first one */
-        if (!seen || !first || hashmap_reserve(seen, l->n) < 0)
-                return -ENOMEM;
-        for (size_t i = 0; i < l->n; i++) {
-                first[i] = SIZE_MAX;
-                int r = hashmap_put(seen, l->items + i, l->items + i);
-                if (r == -EEXIST)
-                        first[i] = (size_t) ((const OrderRef *) hashmap_get(seen, l->items + i) - l->items);
-                else if (r < 0)
-                        return r;
-        }
-
-        /* warnings first: compaction below overwrites the entries first[] points to */
-        for (size_t i = 0; warnings && i < l->n; i++) {
-                if (first[i] == SIZE_MAX)
-                        continue;
-                const OrderRef *o = l->items + i;
-                int r = strv_consume(warnings, strdup_printf("%s: order %s %s is listed twice (first at %s)",
-                                                             o->origin, o->customer_id, o->order_id,
-                                                             l->items[first[i]].origin));
-                if (r < 0)
-                        return r;
-        }
-
-        size_t n = 0;
-        for (size_t i = 0; i < l->n; i++) {
-                if (first[i] == SIZE_MAX)
-                        l->items[n++] = l->items[i];
-                else
-                        order_ref_done(l->items + i);
-        }
-        l->n = n;
-        return 0;
-}
-
-int config_read_orders_dir(const char *dir, FILE *err, OrderRef **orders, size_t *n_orders) {
-        MessageList errors = {};
-        OrderList l = {};
-        int r;
-
-        if (!dir || !orders || !n_orders)
-                return -EINVAL;
-        r = read_orders_dir(dir, &errors, &l);
-        if (r >= 0)
-                r = order_list_dedup(&l, NULL);
-        messages_print(&errors, err);
-        if (r >= 0 && errors.n > 0)
-                r = -EINVAL;
-        messages_done(&errors);
-        if (r < 0) {
-                order_list_done(&l);
-                return r;
-        }
-        *orders = l.items;
-        *n_orders = l.n;
-        return 0;
 }
 
 /* ---- the configuration object ---- */
@@ -1168,7 +807,7 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
                 break;
 
         case VALUE_CLIENT_ID:
-                if (!id_is_valid(v, strlen(v)))
+                if (!order_ref_id_is_valid(v, strlen(v)))
                         key_error(p, a, "%s is not a client ID (such as a GUID)", escape_message(buf, v, true));
                 else
                         set_string(p, field, v);
@@ -1228,8 +867,8 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
         }
 
         case VALUE_ORDER: {
-                char why[ESCAPE_BUF + 128];
-                r = order_parse_and_add(&p->orders, v, p->path, a->line, why, sizeof why);
+                char why[ORDER_WHY_MAX];
+                r = order_list_add_line(&p->orders, v, p->path, a->line, why, sizeof why);
                 if (r == -ENOMEM)
                         p->oom = true;
                 else if (r < 0)
@@ -1307,7 +946,7 @@ _printf_(3, 4) static void section_error(ConfigParser *p, size_t webhook_or_sect
         if (line > 0)
                 parser_error(p, line, "%s:%u: [%s]: %s", p->path, line, label, tail);
         else
-                parser_error(p, UINT_MAX, "%s: [%s]: %s", p->path, label, tail);
+                parser_error(p, MESSAGE_NO_LINE, "%s: [%s]: %s", p->path, label, tail);
 }
 
 typedef enum SecretKind {
@@ -1336,7 +975,7 @@ static int load_secret(ConfigParser *p, const char *credential, const Setting *f
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0 && r != -ENOENT) {
-                        parser_error(p, UINT_MAX, "%s: credential %s: cannot read %s: %s", p->path,
+                        parser_error(p, MESSAGE_NO_LINE, "%s: credential %s: cannot read %s: %s", p->path,
                                      credential, escape_message(buf, cred_path, true),
                                      r == -EFBIG ? "file is larger than 64 KiB" : strerror(-r));
                         return -EINVAL;
@@ -1387,7 +1026,7 @@ found:
                 erase_and_free(data, size);
                 return -ENOMEM;
         }
-        unsigned line = cred_path ? UINT_MAX : file->line;
+        unsigned line = cred_path ? MESSAGE_NO_LINE : file->line;
         if (kind == SECRET_WEBHOOK) {
                 char *key_bytes = NULL;
                 size_t key_size = 0;
@@ -1627,7 +1266,7 @@ int config_load_full(const char *path, ConfigFlags flags, FILE *err, Config **re
                 goto finish;
 
         if (c->orders_dir) {
-                r = read_orders_dir(c->orders_dir, &p.errors, &p.orders);
+                r = order_list_read_dir(&p.orders, c->orders_dir, &p.errors);
                 if (r == -ENOMEM)
                         goto finish;
         }

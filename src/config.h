@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "orders-file.h"
 #include "util.h"
 
 /* The configuration of SPEC §2, fully parsed and validated. Pure data: everything that needs
@@ -21,12 +22,6 @@ typedef enum JournalMode {
         JOURNAL_YES,
         JOURNAL_NO,
 } JournalMode;
-
-typedef struct OrderRef {
-        char *customer_id;
-        char *order_id;
-        char *origin; /* "provwatch.conf:12" or "orders.d/a.list:3", for messages */
-} OrderRef;
 
 typedef struct WebhookConfig {
         char *name;          /* "default" for the plain [webhook] section (so [webhook default] is a duplicate) */
@@ -113,14 +108,6 @@ Config *config_free(Config *c);
 static inline void config_freep(Config **c) {
         config_free(*c);
 }
-
-/* Reads every *.list file in dir (sorted by name) into orders. Used by config_load() and again
- * by the daemon when the directory changes. Bad lines are reported on err as
- * "dir/file.list:3: …" and make it return -EINVAL. A missing directory gives an empty list; one
- * that cannot be read is reported and returns its -errno. Repeated orders (IDs compared
- * case-insensitively) are dropped, keeping the first. */
-int config_read_orders_dir(const char *dir, FILE *err, OrderRef **orders, size_t *n_orders);
-void order_refs_free(OrderRef *orders, size_t n);
 
 /* Human summary for check-config, no secrets. */
 void config_print_summary(const Config *c, FILE *out);
