@@ -3,7 +3,6 @@
 #include <fnmatch.h>
 #include <ini.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -16,12 +15,12 @@
 #include "http-syntax.h"
 #include "message-list.h"
 #include "parse-util.h"
+#include "secrets.h"
 #include "strv.h"
 
 /* Debian's inih reads lines into a 200 byte buffer: 199 characters and the terminating NUL. */
 #define LINE_MAX_CHARS 199
 #define CONFIG_FILE_MAX ((size_t)1024 * 1024)
-#define SECRET_FILE_MAX ((size_t)64 * 1024)
 #define WEBHOOK_NAME_MAX 64
 #define SUMMARY_ORDERS_MAX 10
 #define KEYS_MAX 48
@@ -218,69 +217,6 @@ static bool api_version_is_valid(const char *s) {
 static bool webhook_name_is_valid(const char *s) {
         size_t l = strlen(s);
         return l >= 1 && l <= WEBHOOK_NAME_MAX && ascii_alnum_or_in(s, l, "_-");
-}
-
-/* ---- webhook secrets ---- */
-
-static bool base64_char(unsigned char ch) {
-        return ch < 0x80 && (isalnum(ch) || ch == '+' || ch == '/');
-}
-
-int webhook_secret_decode(const char *text, size_t size, char **ret, size_t *ret_size) {
-        char *out;
-        size_t n;
-
-        if (!text || !ret)
-                return -EINVAL;
-        if (size > 0 && text[size - 1] == '\n') {
-                size--;
-                if (size > 0 && text[size - 1] == '\r')
-                        size--;
-        }
-
-        if (size >= 6 && memcmp(text, "whsec_", 6) == 0) {
-                const char *b = text + 6;
-                size_t len = size - 6, data = 0, pad = 0;
-
-                while (len > 0 && isspace((unsigned char)b[len - 1]))
-                        len--;
-                while (data < len && base64_char((unsigned char)b[data]))
-                        data++;
-                while (data + pad < len && b[data + pad] == '=')
-                        pad++;
-                if (data == 0 || data + pad != len || pad > 2 || data % 4 == 1)
-                        return -EINVAL;
-                if (pad > 0 && (data + pad) % 4 != 0)
-                        return -EINVAL;
-
-                /* EVP_DecodeBlock() wants whole quanta and counts padding as decoded zero bytes. */
-                size_t quanta = (data + 3) / 4, missing = quanta * 4 - data;
-                _cleanup_free_ unsigned char *in = malloc(quanta * 4);
-                if (!in)
-                        return -ENOMEM;
-                memcpy(in, b, data);
-                memset(in + data, '=', missing);
-                out = malloc(quanta * 3 + 1);
-                if (!out)
-                        return -ENOMEM;
-                int k = EVP_DecodeBlock((unsigned char *)out, in, (int)(quanta * 4));
-                if (k < 0 || (size_t)k != quanta * 3) {
-                        erase_and_free(out, quanta * 3 + 1);
-                        return -EINVAL;
-                }
-                n = (size_t)k - missing;
-        } else {
-                out = malloc(size + 1);
-                if (!out)
-                        return -ENOMEM;
-                memcpy(out, text, size);
-                n = size;
-        }
-        out[n] = 0;
-        *ret = out;
-        if (ret_size)
-                *ret_size = n;
-        return 0;
 }
 
 bool webhook_wants_event(const WebhookConfig *w, const char *event_type) {
@@ -949,125 +885,27 @@ _printf_(3, 4) static void section_error(ConfigParser *p, size_t webhook_or_sect
                 parser_error(p, MESSAGE_NO_LINE, "%s: [%s]: %s", p->path, label, tail);
 }
 
-typedef enum SecretKind {
-        SECRET_TEXT,    /* one line of printable characters */
-        SECRET_WEBHOOK, /* whsec_<base64> or raw bytes */
-} SecretKind;
-
 /* Returns 1 when loaded, 0 when neither the credential nor the file is there, -EINVAL when a
  * problem was reported, -ENOMEM. */
 static int load_secret(ConfigParser *p, const char *credential, const Setting *file, const char *label,
                        const char *key, SecretKind kind, char **ret, size_t *ret_size, char **ret_origin) {
-        char buf[ESCAPE_BUF];
-        _cleanup_free_ char *cred_path = NULL, *origin = NULL, *where = NULL;
-        char *data = NULL;
-        size_t size = 0;
-        const char *path;
-        struct stat st;
-        int r;
+        _cleanup_free_ char *error = NULL;
+        Secret secret = {};
 
-        const char *dir = getenv("CREDENTIALS_DIRECTORY");
-        if (!isempty(dir)) {
-                cred_path = path_join(dir, credential);
-                if (!cred_path)
-                        return -ENOMEM;
-                r = read_full_file(cred_path, SECRET_FILE_MAX, &data, &size);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0 && r != -ENOENT) {
-                        parser_error(p, MESSAGE_NO_LINE, "%s: credential %s: cannot read %s: %s", p->path,
-                                     credential, escape_message(buf, cred_path, true),
-                                     r == -EFBIG ? "file is larger than 64 KiB" : strerror(-r));
-                        return -EINVAL;
-                }
-                if (r >= 0) {
-                        origin = strdup_printf("credential %s", credential);
-                        where = strdup_printf("%s: credential %s", p->path, credential);
-                        path = cred_path;
-                        goto found;
-                }
+        int r = secret_load(credential, file->value, kind, &p->config->warnings, &secret, &error);
+        if (r == -EINVAL) {
+                if (secret.from_credential)
+                        parser_error(p, MESSAGE_NO_LINE, "%s: credential %s: %s", p->path, credential, error);
+                else
+                        parser_error(p, file->line, "%s:%u: [%s] %s: %s", p->path, file->line, label, key,
+                                     error);
         }
-        if (!file->value)
-                return 0;
-
-        path = file->value;
-        where = strdup_printf("%s:%u: [%s] %s", p->path, file->line, label, key);
-        if (!where)
-                return -ENOMEM;
-        /* a FIFO or device would block or never end */
-        if (stat(path, &st) < 0) {
-                parser_error(p, file->line, "%s: cannot read %s: %s", where, escape_message(buf, path, true),
-                             strerror(errno));
-                return -EINVAL;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                parser_error(p, file->line, "%s: cannot read %s: not a regular file", where,
-                             escape_message(buf, path, true));
-                return -EINVAL;
-        }
-        r = read_full_file(path, SECRET_FILE_MAX, &data, &size);
-        if (r == -ENOMEM)
+        if (r <= 0)
                 return r;
-        if (r < 0) {
-                parser_error(p, file->line, "%s: cannot read %s: %s", where, escape_message(buf, path, true),
-                             r == -EFBIG ? "file is larger than 64 KiB" : strerror(-r));
-                return -EINVAL;
-        }
-        if ((st.st_mode & 0077) != 0 &&
-            parser_warning(p, strdup_printf("%s is accessible by other users; secrets should be mode 0600",
-                                            path)) < 0) {
-                erase_and_free(data, size);
-                return -ENOMEM;
-        }
-        origin = strdup(path);
-
-found:
-        if (!origin || !where) {
-                erase_and_free(data, size);
-                return -ENOMEM;
-        }
-        unsigned line = cred_path ? MESSAGE_NO_LINE : file->line;
-        if (kind == SECRET_WEBHOOK) {
-                char *key_bytes = NULL;
-                size_t key_size = 0;
-                r = webhook_secret_decode(data, size, &key_bytes, &key_size);
-                erase_and_free(data, size);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0) {
-                        parser_error(p, line, "%s: %s starts with \"whsec_\" but is not valid base64", where,
-                                     escape_message(buf, path, true));
-                        return -EINVAL;
-                }
-                if (key_size == 0) {
-                        erase_and_free(key_bytes, key_size);
-                        parser_error(p, line, "%s: %s is empty", where, escape_message(buf, path, true));
-                        return -EINVAL;
-                }
-                *ret = key_bytes;
-                *ret_size = key_size;
-        } else {
-                if (size > 0 && data[size - 1] == '\n') {
-                        data[--size] = 0;
-                        if (size > 0 && data[size - 1] == '\r')
-                                data[--size] = 0;
-                }
-                bool bad = false;
-                for (size_t i = 0; i < size; i++)
-                        if ((unsigned char)data[i] < 0x20 || (unsigned char)data[i] == 0x7f)
-                                bad = true;
-                if (size == 0 || bad) {
-                        parser_error(p, line, "%s: %s %s", where, escape_message(buf, path, true),
-                                     size == 0 ? "is empty"
-                                               : "holds more than one line or control characters");
-                        erase_and_free(data, size);
-                        return -EINVAL;
-                }
-                *ret = data;
-                if (ret_size)
-                        *ret_size = size;
-        }
-        *ret_origin = TAKE_PTR(origin);
+        *ret = secret.data;
+        if (ret_size)
+                *ret_size = secret.size;
+        *ret_origin = secret.origin;
         return 1;
 }
 

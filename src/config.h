@@ -112,9 +112,5 @@ static inline void config_freep(Config **c) {
 /* Human summary for check-config, no secrets. */
 void config_print_summary(const Config *c, FILE *out);
 
-/* Standard Webhooks secret: "whsec_<base64>" decoded, else the raw bytes (trailing newline
- * stripped). Returns -EINVAL for whsec_ with bad base64. */
-int webhook_secret_decode(const char *text, size_t size, char **ret, size_t *ret_size);
-
 /* glob match of an event type against a webhook's patterns (fnmatch). */
 bool webhook_wants_event(const WebhookConfig *w, const char *event_type);

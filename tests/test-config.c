@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "secrets.h"
 
 static char tmpdir[PATH_MAX];
 static char fixtures[PATH_MAX];

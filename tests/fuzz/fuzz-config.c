@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "secrets.h"
 #include "fuzz.h"
 #include "parse-util.h"
 
