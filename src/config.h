@@ -109,8 +109,8 @@ static inline void config_freep(Config **c) {
         config_free(*c);
 }
 
-/* Human summary for check-config, no secrets. */
+/* Human summary for check-config, no secrets (config-summary.c). */
 void config_print_summary(const Config *c, FILE *out);
 
-/* glob match of an event type against a webhook's patterns (fnmatch). */
-bool webhook_wants_event(const WebhookConfig *w, const char *event_type);
+/* "refresh-token", "client-credentials", "token-file" */
+const char *auth_mode_to_string(AuthMode m);

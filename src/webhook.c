@@ -10,6 +10,7 @@
  *
  * The paging cursor: every queue row with seq <= cursor is either in the window or counted as
  * skipped by its order's track. Rows beyond the cursor are read when the window has room. */
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -158,6 +159,17 @@ uint64_t webhook_retry_delay_usec(unsigned attempts, double rnd) {
                 rnd = 1.0;
         /* ±20 % so that events failing together do not come back together */
         return (uint64_t) ((double) (schedule_sec[i] * USEC_PER_SEC) * (0.8 + 0.4 * rnd));
+}
+
+bool webhook_wants_event(const WebhookConfig *w, const char *event_type) {
+        if (!w || !event_type)
+                return false;
+        if (!w->events)
+                return true;
+        for (char **p = w->events; *p; p++)
+                if (fnmatch(*p, event_type, 0) == 0)
+                        return true;
+        return false;
 }
 
 static const char *http_reason(long status) {

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "secrets.h"
+#include "webhook.h"
 
 static char tmpdir[PATH_MAX];
 static char fixtures[PATH_MAX];

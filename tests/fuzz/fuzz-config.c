@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "secrets.h"
+#include "webhook.h"
 #include "fuzz.h"
 #include "parse-util.h"
 
