@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
-#include <ini.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +9,7 @@
 #include <unistd.h>
 
 #include "alloc-util.h"
+#include "conf-parser.h"
 #include "config.h"
 #include "http-syntax.h"
 #include "message-list.h"
@@ -17,8 +17,6 @@
 #include "secrets.h"
 #include "strv.h"
 
-/* Debian's inih reads lines into a 200 byte buffer: 199 characters and the terminating NUL. */
-#define LINE_MAX_CHARS 199
 #define CONFIG_FILE_MAX ((size_t)1024 * 1024)
 #define WEBHOOK_NAME_MAX 64
 #define KEYS_MAX 48
@@ -167,11 +165,6 @@ typedef struct ConfigParser {
         MessageList errors;
         bool oom;
 
-        /* the reader */
-        const char *data;
-        size_t size, pos;
-        unsigned line;
-
         SectionType section;
         size_t webhook; /* index of the current [webhook] section */
         unsigned section_lines[_SECTION_MAX];
@@ -189,16 +182,6 @@ typedef struct ConfigParser {
 } ConfigParser;
 
 /* ---- small helpers ---- */
-
-/* inih's rule: stop at one of chars, or at ';' preceded by whitespace (an inline comment). */
-static char *find_chars_or_comment(const char *s, const char *chars) {
-        bool was_space = false;
-        while (*s && !strchr(chars, *s) && !(was_space && *s == ';')) {
-                was_space = isspace((unsigned char)*s);
-                s++;
-        }
-        return (char *)s;
-}
 
 static bool api_version_is_valid(const char *s) {
         size_t a = strspn(s, "0123456789");
@@ -350,23 +333,23 @@ static size_t key_index(SectionType s, const char *name) {
         return k ? (size_t)(k - key_table) : 0;
 }
 
-static void parse_webhook_header(ConfigParser *p, const char *args) {
+static void parse_webhook_header(ConfigParser *p, unsigned line, const char *args) {
         char buf[ESCAPE_BUF];
         Config *c = p->config;
         bool plain = !*args;
         const char *name = plain ? "default" : args;
 
         if (!webhook_name_is_valid(name)) {
-                parser_error(p, p->line,
+                parser_error(p, line,
                              "%s:%u: [webhook %s]: not a valid webhook name (1 to 64 characters of A-Z a-z "
                              "0-9 _ -)",
-                             p->path, p->line, escape_message(buf, name, false));
+                             p->path, line, escape_message(buf, name, false));
                 return;
         }
         for (size_t i = 0; i < c->n_webhooks; i++)
                 if (streq(c->webhooks[i].name, name)) {
-                        parser_error(p, p->line, "%s:%u: [%s%s%s]: duplicate section (first at %s:%u)",
-                                     p->path, p->line, "webhook", plain ? "" : " ", plain ? "" : name,
+                        parser_error(p, line, "%s:%u: [%s%s%s]: duplicate section (first at %s:%u)",
+                                     p->path, line, "webhook", plain ? "" : " ", plain ? "" : name,
                                      p->path, p->meta[i].section_line);
                         return;
                 }
@@ -387,7 +370,7 @@ static void parse_webhook_header(ConfigParser *p, const char *args) {
         *m = (WebhookMeta){
                 .label = plain ? strdup("webhook") : strdup_printf("webhook %s", name),
                 .plain = plain,
-                .section_line = p->line,
+                .section_line = line,
         };
         c->n_webhooks++;
         if (!w->name || !m->label) {
@@ -398,146 +381,83 @@ static void parse_webhook_header(ConfigParser *p, const char *args) {
         p->webhook = c->n_webhooks - 1;
 }
 
-static void parse_section_header(ConfigParser *p, char *line) {
+static int on_section(void *userdata, unsigned line, const char *name) {
+        ConfigParser *p = userdata;
         char buf[ESCAPE_BUF];
 
         p->section = SECTION_IGNORE;
-
-        char *end = find_chars_or_comment(line + 1, "]");
-        if (*end != ']') {
-                parser_error(p, p->line, "%s:%u: section header without closing \"]\"", p->path, p->line);
-                return;
-        }
-        *end = 0;
-        const char *rest = end + 1 + strspn(end + 1, WHITESPACE);
-        if (*rest && *rest != ';' && *rest != '#') {
-                parser_error(p, p->line, "%s:%u: unexpected text after section header", p->path, p->line);
-                return;
-        }
-        char *name = strip(line + 1);
-
-        if (strncmp(name, "webhook", 7) == 0 && (name[7] == 0 || isspace((unsigned char)name[7]))) {
-                parse_webhook_header(p, strip(name + 7));
-                return;
+        if (strncmp(name, "webhook", 7) == 0 && (name[7] == 0 || isspace((unsigned char) name[7]))) {
+                _cleanup_free_ char *args = strdup(name + 7);
+                if (!args)
+                        p->oom = true;
+                else
+                        parse_webhook_header(p, line, strip(args));
+                return 0;
         }
         for (SectionType s = 0; s < _SECTION_MAX; s++)
                 if (s != SECTION_WEBHOOK && streq(name, section_names[s])) {
                         p->section = s;
                         if (p->section_lines[s] == 0)
-                                p->section_lines[s] = p->line;
-                        return;
+                                p->section_lines[s] = line;
+                        return 0;
                 }
-        parser_error(p, p->line, "%s:%u: [%s]: unknown section", p->path, p->line, escape_message(buf, name, false));
+        parser_error(p, line, "%s:%u: [%s]: unknown section", p->path, line, escape_message(buf, name, false));
+        return 0;
 }
 
-/* Hands inih one line at a time, so that we know the line number of each key, catch over-long
- * lines and lines with NUL bytes, and see full section names (inih cuts them at 49 bytes).
- * Section headers, comments and bad lines are handled here and passed on as empty lines. Leading
- * whitespace is dropped, so an indented line is never a continuation of the previous value. */
-static char *config_reader(char *buf, int num, void *userdata) {
+static int on_syntax_error(void *userdata, unsigned line, ConfSyntaxError error) {
         ConfigParser *p = userdata;
-        char line[LINE_MAX_CHARS + 1];
 
-        if (p->pos >= p->size || num < 3)
-                return NULL;
-
-        const char *s = p->data + p->pos;
-        size_t left = p->size - p->pos;
-        const char *nl = memchr(s, '\n', left);
-        size_t len = nl ? (size_t)(nl - s) : left;
-        p->pos += nl ? len + 1 : len;
-        p->line++;
-
-        strcpy(buf, "\n");
-
-        if (p->line == 1 && len >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0) {
-                s += 3;
-                len -= 3;
-        }
-        if (len > 0 && s[len - 1] == '\r')
-                len--;
-        if (len > LINE_MAX_CHARS || len > (size_t)num - 1) {
-                parser_error(
-                        p, p->line,
-                        "%s:%u: line is longer than %d characters; put long values such as tokens in files",
-                        p->path, p->line, LINE_MAX_CHARS);
-                return buf;
-        }
-        if (memchr(s, 0, len)) {
-                parser_error(p, p->line, "%s:%u: line contains a NUL byte", p->path, p->line);
-                return buf;
-        }
-        while (len > 0 && isspace((unsigned char)*s)) {
-                s++;
-                len--;
-        }
-        memcpy(line, s, len);
-        line[len] = 0;
-
-        if (len == 0 || line[0] == '#' || line[0] == ';')
-                return buf;
-        if (line[0] == '[') {
-                parse_section_header(p, line);
-                return buf;
-        }
-        char *e = find_chars_or_comment(line, "=:");
-        if (*e != '=' && *e != ':') {
-                parser_error(p, p->line, "%s:%u: expected \"KEY = VALUE\", a [section] header or a comment",
-                             p->path, p->line);
-                return buf;
-        }
-        memcpy(buf, line, len);
-        if (len + 1 <= (size_t)num - 1)
-                buf[len++] = '\n';
-        buf[len] = 0;
-        return buf;
+        if (error == CONF_SECTION_UNCLOSED || error == CONF_SECTION_TRAILING_TEXT)
+                p->section = SECTION_IGNORE; /* its keys would only add errors */
+        parser_error(p, line, "%s:%u: %s", p->path, line, conf_syntax_error_to_string(error));
+        return 0;
 }
 
-static int config_handler(void *userdata, const char *section_unused, const char *name, const char *value) {
+static int on_assignment(void *userdata, unsigned line, const char *name, const char *value) {
         ConfigParser *p = userdata;
         char buf[ESCAPE_BUF];
 
         if (p->section == SECTION_IGNORE)
-                return 1;
+                return 0;
         if (p->section == SECTION_NONE) {
-                parser_error(p, p->line, "%s:%u: %s: key outside of any section", p->path, p->line,
+                parser_error(p, line, "%s:%u: %s: key outside of any section", p->path, line,
                              escape_message(buf, name, false));
-                return 1;
+                return 0;
         }
         const char *label = section_label(p, p->section, p->webhook);
         if (!*name) {
-                parser_error(p, p->line, "%s:%u: [%s]: missing key name before \"=\"", p->path, p->line,
-                             label);
-                return 1;
+                parser_error(p, line, "%s:%u: [%s]: missing key name before \"=\"", p->path, line, label);
+                return 0;
         }
         const KeyDef *k = key_lookup(p->section, name);
         if (!k) {
-                parser_error(p, p->line, "%s:%u: [%s] %s: unknown key", p->path, p->line, label,
+                parser_error(p, line, "%s:%u: [%s] %s: unknown key", p->path, line, label,
                              escape_message(buf, name, false));
-                return 1;
+                return 0;
         }
         if (!key_is_repeatable(k)) {
                 unsigned *seen = p->section == SECTION_WEBHOOK ? p->meta[p->webhook].seen : p->seen;
-                size_t i = (size_t)(k - key_table);
+                size_t i = (size_t) (k - key_table);
                 if (seen[i] != 0) {
-                        parser_error(p, p->line, "%s:%u: [%s] %s is set twice (first at %s:%u)", p->path,
-                                     p->line, label, k->name, p->path, seen[i]);
-                        return 1;
+                        parser_error(p, line, "%s:%u: [%s] %s is set twice (first at %s:%u)", p->path, line,
+                                     label, k->name, p->path, seen[i]);
+                        return 0;
                 }
-                seen[i] = p->line;
+                seen[i] = line;
         }
         if (!GREEDY_REALLOC(p->assignments, p->allocated_assignments, p->n_assignments + 1)) {
                 p->oom = true;
-                return 1;
+                return 0;
         }
         Assignment *a = p->assignments + p->n_assignments;
-        *a = (Assignment){.key = k, .webhook = p->webhook, .line = p->line, .value = strdup(value)};
+        *a = (Assignment) { .key = k, .webhook = p->webhook, .line = line, .value = strdup(value) };
         if (!a->value) {
                 p->oom = true;
-                return 1;
+                return 0;
         }
         p->n_assignments++;
-        return 1;
+        return 0;
 }
 
 _printf_(3, 4) static void key_error(ConfigParser *p, const Assignment *a, const char *fmt, ...) {
@@ -1057,25 +977,15 @@ int config_load_full(const char *path, ConfigFlags flags, FILE *err, Config **re
                 .path = path,
                 .flags = flags,
                 .config = c,
-                .data = data,
-                .size = size,
                 .section = SECTION_NONE,
         };
 
-        r = ini_parse_stream(config_reader, &p, config_handler, &p);
-        if (r < 0) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        if (r > 0) {
-                /* Every line inih could reject was checked by config_reader(); be safe anyway. */
-                bool known = false;
-                for (size_t i = 0; i < p.errors.n; i++)
-                        if (p.errors.items[i].line == (unsigned)r)
-                                known = true;
-                if (!known)
-                        parser_error(&p, (unsigned)r, "%s:%d: syntax error", path, r);
-        }
+        static const ConfParserOps ops = {
+                .section = on_section,
+                .assignment = on_assignment,
+                .syntax_error = on_syntax_error,
+        };
+        (void) conf_parse(data, size, &ops, &p); /* the callbacks always go on */
 
         apply_all(&p);
 
