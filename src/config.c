@@ -10,8 +10,8 @@
 
 #include "alloc-util.h"
 #include "conf-parser.h"
+#include "config-values.h"
 #include "config.h"
-#include "http-syntax.h"
 #include "message-list.h"
 #include "parse-util.h"
 #include "secrets.h"
@@ -50,27 +50,6 @@ static const char *const section_names[_SECTION_MAX] = {
         [SECTION_METRICS] = "metrics",
 };
 
-typedef enum ValueType {
-        VALUE_STRING, /* no whitespace or control characters */
-        VALUE_PATH,
-        VALUE_URL,
-        VALUE_ENDPOINT, /* URL without query, trailing slashes dropped */
-        VALUE_API_VERSION,
-        VALUE_AUTH,
-        VALUE_TENANT_ID,
-        VALUE_CLIENT_ID,
-        VALUE_LOCALE,
-        VALUE_TIMESPAN,
-        VALUE_UNSIGNED,
-        VALUE_STATUSES,
-        VALUE_JOURNAL,
-        VALUE_SECRET_FILE,
-        /* repeatable: */
-        VALUE_ORDER,
-        VALUE_EVENTS,
-        VALUE_HEADER,
-} ValueType;
-
 /* A *-file key of a secret: the path is kept here until the secret is loaded. */
 typedef struct Setting {
         char *value;
@@ -97,7 +76,7 @@ typedef struct KeyDef {
         ValueType type;
         /* into Config or WebhookConfig; into SecretFiles or WebhookMeta for VALUE_SECRET_FILE */
         size_t offset;
-        unsigned min, max; /* VALUE_UNSIGNED; VALUE_TIMESPAN: min 1 means "not zero" */
+        ValueRange range;
 } KeyDef;
 
 static const KeyDef key_table[] = {
@@ -114,17 +93,17 @@ static const KeyDef key_table[] = {
         {SECTION_PARTNER_CENTER, "token-endpoint", VALUE_URL, offsetof(Config, token_endpoint)},
         {SECTION_PARTNER_CENTER, "resource", VALUE_STRING, offsetof(Config, resource)},
         {SECTION_PARTNER_CENTER, "ca-file", VALUE_PATH, offsetof(Config, ca_file)},
-        {SECTION_PARTNER_CENTER, "timeout", VALUE_TIMESPAN, offsetof(Config, timeout_usec), 1},
+        {SECTION_PARTNER_CENTER, "timeout", VALUE_TIMESPAN, offsetof(Config, timeout_usec), {1}},
         {SECTION_PARTNER_CENTER, "locale", VALUE_LOCALE, offsetof(Config, locale)},
 
-        {SECTION_POLL, "interval", VALUE_TIMESPAN, offsetof(Config, interval_usec), 1},
+        {SECTION_POLL, "interval", VALUE_TIMESPAN, offsetof(Config, interval_usec), {1}},
         {SECTION_POLL, "settled-interval", VALUE_TIMESPAN, offsetof(Config, settled_interval_usec)},
         {SECTION_POLL, "terminal-statuses", VALUE_STATUSES, offsetof(Config, terminal_statuses)},
         {SECTION_POLL, "max-requests-per-minute", VALUE_UNSIGNED, offsetof(Config, max_requests_per_minute),
-         0, 100000},
-        {SECTION_POLL, "concurrency", VALUE_UNSIGNED, offsetof(Config, concurrency), 1, 1024},
+         {0, 100000}},
+        {SECTION_POLL, "concurrency", VALUE_UNSIGNED, offsetof(Config, concurrency), {1, 1024}},
         {SECTION_POLL, "not-found-grace", VALUE_TIMESPAN, offsetof(Config, not_found_grace_usec)},
-        {SECTION_POLL, "failure-threshold", VALUE_UNSIGNED, offsetof(Config, failure_threshold), 1, 1000},
+        {SECTION_POLL, "failure-threshold", VALUE_UNSIGNED, offsetof(Config, failure_threshold), {1, 1000}},
 
         {SECTION_ORDERS, "order", VALUE_ORDER, offsetof(Config, orders)},
         {SECTION_ORDERS, "orders-dir", VALUE_PATH, offsetof(Config, orders_dir)},
@@ -137,7 +116,7 @@ static const KeyDef key_table[] = {
         {SECTION_WEBHOOK, "secret-file", VALUE_SECRET_FILE, offsetof(WebhookMeta, secret_file)},
         {SECTION_WEBHOOK, "events", VALUE_EVENTS, offsetof(WebhookConfig, events)},
         {SECTION_WEBHOOK, "header", VALUE_HEADER, offsetof(WebhookConfig, headers)},
-        {SECTION_WEBHOOK, "timeout", VALUE_TIMESPAN, offsetof(WebhookConfig, timeout_usec), 1},
+        {SECTION_WEBHOOK, "timeout", VALUE_TIMESPAN, offsetof(WebhookConfig, timeout_usec), {1}},
         {SECTION_WEBHOOK, "retry-for", VALUE_TIMESPAN, offsetof(WebhookConfig, retry_for_usec)},
         {SECTION_WEBHOOK, "once-timeout", VALUE_TIMESPAN, offsetof(WebhookConfig, once_timeout_usec)},
         {SECTION_WEBHOOK, "ca-file", VALUE_PATH, offsetof(WebhookConfig, ca_file)},
@@ -182,18 +161,6 @@ typedef struct ConfigParser {
 } ConfigParser;
 
 /* ---- small helpers ---- */
-
-static bool api_version_is_valid(const char *s) {
-        size_t a = strspn(s, "0123456789");
-        if (a == 0 || strlen(s) > 16)
-                return false;
-        if (s[a] == 0)
-                return true;
-        if (s[a] != '.')
-                return false;
-        size_t b = strspn(s + a + 1, "0123456789");
-        return b > 0 && s[a + 1 + b] == 0;
-}
 
 static bool webhook_name_is_valid(const char *s) {
         size_t l = strlen(s);
@@ -266,12 +233,12 @@ static Config *config_new(const char *path) {
                 .resource = strdup(DEFAULT_ENDPOINT),
                 .timeout_usec = 30 * USEC_PER_SEC,
                 .locale = strdup("en-US"),
-                .interval_usec = 2 * 60 * USEC_PER_SEC,
-                .settled_interval_usec = 6 * 3600 * USEC_PER_SEC,
+                .interval_usec = 2 * USEC_PER_MINUTE,
+                .settled_interval_usec = 6 * USEC_PER_HOUR,
                 .terminal_statuses = default_terminal_statuses(),
                 .max_requests_per_minute = 300,
                 .concurrency = 8,
-                .not_found_grace_usec = 10 * 60 * USEC_PER_SEC,
+                .not_found_grace_usec = 10 * USEC_PER_MINUTE,
                 .failure_threshold = 3,
                 .journal = JOURNAL_AUTO,
                 .orders_dir = strdup(DEFAULT_ORDERS_DIR),
@@ -364,7 +331,7 @@ static void parse_webhook_header(ConfigParser *p, unsigned line, const char *arg
         *w = (WebhookConfig){
                 .name = strdup(name),
                 .timeout_usec = 15 * USEC_PER_SEC,
-                .retry_for_usec = 3 * 86400 * USEC_PER_SEC,
+                .retry_for_usec = 3 * USEC_PER_DAY,
                 .once_timeout_usec = 30 * USEC_PER_SEC,
         };
         *m = (WebhookMeta){
@@ -460,96 +427,43 @@ static int on_assignment(void *userdata, unsigned line, const char *name, const 
         return 0;
 }
 
+/* A message tail; NULL (and p->oom) when there is no memory for it. */
+_printf_(2, 0) static char *parser_formatv(ConfigParser *p, const char *fmt, va_list ap) {
+        char *t;
+        if (vasprintf(&t, fmt, ap) < 0) {
+                p->oom = true;
+                return NULL;
+        }
+        return t;
+}
+
 _printf_(3, 4) static void key_error(ConfigParser *p, const Assignment *a, const char *fmt, ...) {
         _cleanup_free_ char *tail = NULL;
         va_list ap;
 
         va_start(ap, fmt);
-        int r = vasprintf(&tail, fmt, ap);
+        tail = parser_formatv(p, fmt, ap);
         va_end(ap);
-        if (r < 0) {
-                tail = NULL;
-                p->oom = true;
+        if (!tail)
                 return;
-        }
         parser_error(p, a->line, "%s:%u: [%s] %s: %s", p->path, a->line,
                      section_label(p, a->key->section, a->webhook), a->key->name, tail);
         bool *invalid = a->key->section == SECTION_WEBHOOK ? p->meta[a->webhook].invalid : p->invalid;
         invalid[a->key - key_table] = true;
 }
 
-static void set_string(ConfigParser *p, char **field, const char *v) {
-        char *s = strdup(v);
-        if (!s) {
-                p->oom = true;
-                return;
-        }
-        free(*field);
-        *field = s;
-}
-
-static void apply_header(ConfigParser *p, const Assignment *a, char ***headers, const char *v) {
-        static const char *const reserved[] = {
-                "content-type",      "content-length",    "host", "transfer-encoding", "webhook-id",
-                "webhook-timestamp", "webhook-signature",
-        };
-        char buf[ESCAPE_BUF];
-
-        /* never quote the value: it is likely a credential */
-        const char *colon = strchr(v, ':');
-        if (!colon) {
-                key_error(p, a, "expected \"NAME: VALUE\"");
-                return;
-        }
-        _cleanup_free_ char *name = strndup(v, (size_t)(colon - v));
-        if (!name) {
-                p->oom = true;
-                return;
-        }
-        char *n = strip(name);
-        if (!http_header_name_is_valid(n)) {
-                key_error(p, a, "%s is not a valid header name", escape_message(buf, n, true));
-                return;
-        }
-        for (size_t i = 0; i < ELEMENTSOF(reserved); i++)
-                if (strcasecmp(n, reserved[i]) == 0) {
-                        key_error(p, a, "header %s is set by provwatch", escape_message(buf, n, true));
-                        return;
-                }
-        const char *value = colon + 1 + strspn(colon + 1, WHITESPACE);
-        if (!*value) {
-                key_error(p, a, "header %s has an empty value", escape_message(buf, n, true));
-                return;
-        }
-        if (!http_header_value_is_valid(value)) {
-                key_error(p, a, "value of header %s contains control characters", escape_message(buf, n, true));
-                return;
-        }
-        if (!*headers) {
-                *headers = strv_new_empty();
-                if (!*headers) {
-                        p->oom = true;
-                        return;
-                }
-        }
-        if (strv_consume(headers, strdup_printf("%s: %s", n, value)) < 0)
-                p->oom = true;
-}
-
 static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v) {
         const KeyDef *k = a->key;
         bool webhook = k->section == SECTION_WEBHOOK;
+        _cleanup_free_ char *error = NULL;
         void *base;
-        char buf[ESCAPE_BUF];
-        uint64_t usec;
-        unsigned u;
         int r;
 
         if (k->type == VALUE_SECRET_FILE)
-                base = webhook ? (void *)(p->meta + a->webhook) : (void *)&p->secret_files;
+                base = webhook ? (void *) (p->meta + a->webhook) : (void *) &p->secret_files;
         else
-                base = webhook ? (void *)(p->config->webhooks + a->webhook) : (void *)p->config;
-        void *field = (char *)base + k->offset;
+                base = webhook ? (void *) (p->config->webhooks + a->webhook) : (void *) p->config;
+        void *field = (char *) base + k->offset;
 
         /* An empty value means the default; for a list, it empties what came before. */
         if (!*v) {
@@ -559,12 +473,12 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
                         break;
                 case VALUE_EVENTS:
                 case VALUE_HEADER:
-                        *(char ***)field = strv_free(*(char ***)field);
+                        *(char ***) field = strv_free(*(char ***) field);
                         break;
                 case VALUE_PATH:
                         /* "orders-dir =" turns the directory off; its default is a real path */
-                        if (field == (void *)&p->config->orders_dir)
-                                *(char **)field = mfree(*(char **)field);
+                        if (field == (void *) &p->config->orders_dir)
+                                *(char **) field = mfree(*(char **) field);
                         break;
                 default:
                         break;
@@ -572,157 +486,22 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
                 return;
         }
 
-        switch (k->type) {
-        case VALUE_STRING:
-                if (has_space_or_control_chars(v))
-                        key_error(p, a, "%s contains spaces or control characters", escape_message(buf, v, true));
-                else
-                        set_string(p, field, v);
-                break;
-
-        case VALUE_PATH:
-                if (has_control_chars(v))
-                        key_error(p, a, "%s contains control characters", escape_message(buf, v, true));
-                else
-                        set_string(p, field, v);
-                break;
-
-        case VALUE_SECRET_FILE: {
-                Setting *s = field;
-                if (has_control_chars(v))
-                        key_error(p, a, "%s contains control characters", escape_message(buf, v, true));
-                else {
-                        set_string(p, &s->value, v);
-                        s->line = a->line;
-                }
-                break;
-        }
-
-        case VALUE_URL:
-        case VALUE_ENDPOINT:
-                if (!url_is_valid(v, k->type == VALUE_ENDPOINT)) {
-                        _cleanup_free_ char *masked = url_mask_password(v);
-                        if (!masked) {
-                                p->oom = true;
-                                break;
-                        }
-                        key_error(p, a, "%s is not an http:// or https:// URL with a host%s",
-                                  escape_message(buf, masked, true),
-                                  k->type == VALUE_ENDPOINT ? " (and without query or fragment)" : "");
-                        break;
-                }
-                set_string(p, field, v);
-                if (k->type == VALUE_ENDPOINT && *(char **)field) {
-                        char *e = *(char **)field;
-                        size_t l = strlen(e);
-                        while (l > 0 && e[l - 1] == '/')
-                                e[--l] = 0;
-                }
-                break;
-
-        case VALUE_API_VERSION:
-                if (!api_version_is_valid(v))
-                        key_error(p, a, "%s is not an API version such as 1", escape_message(buf, v, true));
-                else
-                        set_string(p, field, v);
-                break;
-
-        case VALUE_AUTH: {
-                AuthMode *m = field;
-                if (streq(v, "refresh-token"))
-                        *m = AUTH_REFRESH_TOKEN;
-                else if (streq(v, "client-credentials"))
-                        *m = AUTH_CLIENT_CREDENTIALS;
-                else if (streq(v, "token-file"))
-                        *m = AUTH_TOKEN_FILE;
-                else
-                        key_error(p, a, "%s is not one of refresh-token, client-credentials, token-file",
-                                  escape_message(buf, v, true));
-                break;
-        }
-
-        case VALUE_TENANT_ID:
-                if (strlen(v) > 255 || !ascii_alnum_or_in(v, strlen(v), ".-"))
-                        key_error(p, a, "%s is not a tenant ID (a GUID or a domain name)",
-                                  escape_message(buf, v, true));
-                else
-                        set_string(p, field, v);
-                break;
-
-        case VALUE_CLIENT_ID:
-                if (!order_ref_id_is_valid(v, strlen(v)))
-                        key_error(p, a, "%s is not a client ID (such as a GUID)", escape_message(buf, v, true));
-                else
-                        set_string(p, field, v);
-                break;
-
-        case VALUE_LOCALE:
-                if (strlen(v) > 35 || !ascii_alnum_or_in(v, strlen(v), "-"))
-                        key_error(p, a, "%s is not a locale such as en-US", escape_message(buf, v, true));
-                else
-                        set_string(p, field, v);
-                break;
-
-        case VALUE_TIMESPAN:
-                if (parse_timespan(v, &usec) < 0)
-                        key_error(p, a, "%s is not a time span", escape_message(buf, v, true));
-                else if (usec == 0 && k->min > 0)
-                        key_error(p, a, "%s must be greater than zero", escape_message(buf, v, true));
-                else
-                        *(uint64_t *)field = usec;
-                break;
-
-        case VALUE_UNSIGNED:
-                if (parse_unsigned(v, k->max, &u) < 0 || u < k->min)
-                        key_error(p, a, "%s is not a number between %u and %u", escape_message(buf, v, true), k->min,
-                                  k->max);
-                else
-                        *(unsigned *)field = u;
-                break;
-
-        case VALUE_JOURNAL: {
-                JournalMode *m = field;
-                if (strcasecmp(v, "auto") == 0)
-                        *m = JOURNAL_AUTO;
-                else if ((r = parse_boolean(v)) >= 0)
-                        *m = r ? JOURNAL_YES : JOURNAL_NO;
-                else
-                        key_error(p, a, "%s is not auto or a boolean (yes, no, true, false, 1, 0)",
-                                  escape_message(buf, v, true));
-                break;
-        }
-
-        case VALUE_STATUSES:
-        case VALUE_EVENTS: {
-                if (has_control_chars(v)) {
-                        key_error(p, a, "%s contains control characters", escape_message(buf, v, true));
-                        break;
-                }
-                char ***l = field;
-                if (k->type == VALUE_STATUSES)
-                        *l = strv_free(*l);
-                if (strv_split_extend(l, v, WHITESPACE) < 0)
-                        p->oom = true;
-                else if (k->type == VALUE_STATUSES)
-                        for (char **s = *l; s && *s; s++)
-                                ascii_strlower(*s);
-                break;
-        }
-
-        case VALUE_ORDER: {
+        if (k->type == VALUE_ORDER) {
                 char why[ORDER_WHY_MAX];
                 r = order_list_add_line(&p->orders, v, p->path, a->line, why, sizeof why);
-                if (r == -ENOMEM)
-                        p->oom = true;
-                else if (r < 0)
+                if (r == -EINVAL)
                         key_error(p, a, "%s", why);
-                break;
-        }
-
-        case VALUE_HEADER:
-                apply_header(p, a, field, v);
-                break;
-        }
+        } else if (k->type == VALUE_SECRET_FILE) {
+                Setting *s = field;
+                r = value_set(k->type, &k->range, &s->value, v, &error);
+                if (r >= 0)
+                        s->line = a->line;
+        } else
+                r = value_set(k->type, &k->range, field, v, &error);
+        if (r == -ENOMEM)
+                p->oom = true;
+        else if (error)
+                key_error(p, a, "%s", error);
 }
 
 static void apply_all(ConfigParser *p) {
@@ -732,8 +511,7 @@ static void apply_all(ConfigParser *p) {
         /* {tenant-id} is replaced in every value, wherever tenant-id is set. */
         for (size_t i = 0; i < p->n_assignments; i++) {
                 const Assignment *a = p->assignments + i;
-                if ((size_t)(a->key - key_table) == tenant_key && *a->value && strlen(a->value) <= 255 &&
-                    ascii_alnum_or_in(a->value, strlen(a->value), ".-"))
+                if ((size_t)(a->key - key_table) == tenant_key && tenant_id_is_valid(a->value))
                         tenant = a->value;
         }
 
@@ -769,13 +547,10 @@ _printf_(3, 4) static void section_error(ConfigParser *p, size_t webhook_or_sect
         va_list ap;
 
         va_start(ap, fmt);
-        int r = vasprintf(&tail, fmt, ap);
+        tail = parser_formatv(p, fmt, ap);
         va_end(ap);
-        if (r < 0) {
-                tail = NULL;
-                p->oom = true;
+        if (!tail)
                 return;
-        }
         /* webhook_or_section: a SectionType, or _SECTION_MAX + webhook index */
         const char *label;
         unsigned line;

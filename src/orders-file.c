@@ -80,7 +80,7 @@ int order_list_add_line(OrderList *l, const char *value, const char *file, unsig
                 if (!bad)
                         return -ENOMEM;
                 snprintf(why, why_size,
-                         "%s is not a valid %s ID (1 to 128 characters of A-Z a-z 0-9 . _ ~ -)",
+                         "%s is not a valid %s ID (" ORDER_REF_ID_RULE ")",
                          escape_message(buf, bad, true), customer ? "customer" : "order");
                 return -EINVAL;
         }

@@ -29,7 +29,8 @@ typedef struct OrderList {
 
 void order_list_done(OrderList *l);
 
-/* A customer or order ID (client IDs follow the same rule): 1 to 128 of A-Z a-z 0-9 . _ ~ - */
+/* A customer or order ID (client IDs follow the same rule). */
+#define ORDER_REF_ID_RULE "1 to 128 characters of A-Z a-z 0-9 . _ ~ -"
 bool order_ref_id_is_valid(const char *s, size_t len);
 
 /* Parses "CUSTOMER_ID ORDER_ID" (white space around and between) and appends it, with origin
