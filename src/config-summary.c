@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
 #include "http-syntax.h"
@@ -31,9 +32,14 @@ static void print_list(FILE *out, char *const *l, const char *empty) {
                 fprintf(out, "%s%s", i > 0 ? " " : "", l[i]);
 }
 
-void config_print_summary(const Config *c, FILE *out) {
+/* "  NAME:   5m", aligned with the other values; zero is what to say for 0 */
+static void print_span_or(FILE *out, const char *name, uint64_t usec, const char *zero) {
         char t[FORMAT_TIMESPAN_MAX];
+        fprintf(out, "  %s:%*s%s\n", name, (int) (20 - strlen(name)), "",
+                usec == 0 ? zero : format_timespan(t, sizeof t, usec));
+}
 
+void config_print_summary(const Config *c, FILE *out) {
         if (!c || !out)
                 return;
 
@@ -58,16 +64,12 @@ void config_print_summary(const Config *c, FILE *out) {
                 fprintf(out, "  resource:            %s\n", c->resource);
         }
         fprintf(out, "  extra CA file:       %s\n", c->ca_file ? c->ca_file : "(none)");
-        fprintf(out, "  timeout:             %s\n", format_timespan(t, sizeof t, c->timeout_usec));
+        print_span_or(out, "timeout", c->timeout_usec, "0");
         fprintf(out, "  locale:              %s\n", c->locale);
 
         fprintf(out, "\n[poll]\n");
-        fprintf(out, "  interval:            %s\n", format_timespan(t, sizeof t, c->interval_usec));
-        if (c->settled_interval_usec == 0)
-                fprintf(out, "  settled interval:    0 (settled orders are not polled again)\n");
-        else
-                fprintf(out, "  settled interval:    %s\n",
-                        format_timespan(t, sizeof t, c->settled_interval_usec));
+        print_span_or(out, "interval", c->interval_usec, "0");
+        print_span_or(out, "settled interval", c->settled_interval_usec, "0 (settled orders are not polled again)");
         fprintf(out, "  terminal statuses:   ");
         print_list(out, c->terminal_statuses, "(none)");
         fputc('\n', out);
@@ -76,8 +78,9 @@ void config_print_summary(const Config *c, FILE *out) {
         else
                 fprintf(out, "  request budget:      %u per minute\n", c->max_requests_per_minute);
         fprintf(out, "  concurrency:         %u\n", c->concurrency);
-        fprintf(out, "  not-found grace:     %s\n", format_timespan(t, sizeof t, c->not_found_grace_usec));
+        print_span_or(out, "not-found grace", c->not_found_grace_usec, "0");
         fprintf(out, "  failure threshold:   %u\n", c->failure_threshold);
+        print_span_or(out, "stall after", c->stall_after_usec, "0 (off)");
 
         fprintf(out, "\n[orders]\n");
         fprintf(out, "  orders directory:    %s\n", c->orders_dir ? c->orders_dir : "(none)");
@@ -101,6 +104,7 @@ void config_print_summary(const Config *c, FILE *out) {
                 fprintf(out, "  events:              ");
                 print_list(out, w->events, "*");
                 fputc('\n', out);
+                fprintf(out, "  format:              %s\n", webhook_format_to_string(w->format));
                 fprintf(out, "  headers:             ");
                 if (!w->headers || !w->headers[0])
                         fputs("(none)", out);
@@ -110,14 +114,23 @@ void config_print_summary(const Config *c, FILE *out) {
                 fputc('\n', out);
                 fprintf(out, "  secret:              %s\n",
                         w->secret_origin ? w->secret_origin : "(none: requests are not signed)");
-                fprintf(out, "  timeout:             %s\n", format_timespan(t, sizeof t, w->timeout_usec));
-                fprintf(out, "  retry for:           %s\n", format_timespan(t, sizeof t, w->retry_for_usec));
-                fprintf(out, "  once timeout:        %s\n",
-                        format_timespan(t, sizeof t, w->once_timeout_usec));
+                print_span_or(out, "timeout", w->timeout_usec, "0");
+                print_span_or(out, "retry for", w->retry_for_usec, "0");
+                print_span_or(out, "once timeout", w->once_timeout_usec, "0");
                 fprintf(out, "  extra CA file:       %s\n", w->ca_file ? w->ca_file : "(none)");
         }
         if (c->n_webhooks == 0)
                 fprintf(out, "\n[webhook]\n  (none)\n");
+
+        fprintf(out, "\n[discovery]\n");
+        fprintf(out, "  enabled:             %s\n", c->discovery_enabled ? "yes" : "no");
+        print_span_or(out, "interval", c->discovery_interval_usec, "0");
+        print_span_or(out, "lookback", c->discovery_lookback_usec, "0");
+        fprintf(out, "  customers:           ");
+        print_list(out, c->discovery_customers, "(all)");
+        fputc('\n', out);
+        print_span_or(out, "forget after", c->discovery_forget_after_usec, "0 (never)");
+        print_span_or(out, "sweep interval", c->discovery_sweep_interval_usec, "0 (off)");
 
         fprintf(out, "\n[metrics]\n  textfile:            %s\n",
                 c->metrics_textfile ? c->metrics_textfile : "(none)");

@@ -68,13 +68,16 @@ static int set_url(char **field, const char *v, bool endpoint, char **ret_error)
 }
 
 static int set_timespan(uint64_t *field, const ValueRange *range, const char *v, char **ret_error) {
-        char buf[ESCAPE_BUF];
+        char buf[ESCAPE_BUF], max[FORMAT_TIMESPAN_MAX];
         uint64_t usec;
 
         if (parse_timespan(v, &usec) < 0)
                 return value_error(ret_error, "%s is not a time span", escape_message(buf, v, true));
         if (usec == 0 && range->min > 0)
                 return value_error(ret_error, "%s must be greater than zero", escape_message(buf, v, true));
+        if (range->max_usec > 0 && usec > range->max_usec)
+                return value_error(ret_error, "%s is more than the maximum of %s", escape_message(buf, v, true),
+                                   format_timespan(max, sizeof max, range->max_usec));
         *field = usec;
         return 0;
 }
@@ -131,6 +134,23 @@ static int add_header(char ***headers, const char *v, char **ret_error) {
         return strv_consume(headers, strdup_printf("%s: %s", n, value));
 }
 
+/* Space-separated customer IDs, checked like those of "order =". */
+static int add_customers(char ***l, const char *v, char **ret_error) {
+        char buf[ESCAPE_BUF];
+        _cleanup_(strv_freep) char **ids = NULL;
+
+        if (strv_split_extend(&ids, v, WHITESPACE) < 0)
+                return -ENOMEM;
+        for (char **id = ids; *id; id++)
+                if (!order_ref_id_is_valid(*id, strlen(*id)))
+                        return value_error(ret_error, "%s is not a valid customer ID (" ORDER_REF_ID_RULE ")",
+                                           escape_message(buf, *id, true));
+        for (char **id = ids; *id; id++)
+                if (strv_consume(l, strdup(*id)) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
 static int set_auth(AuthMode *m, const char *v, char **ret_error) {
         char buf[ESCAPE_BUF];
 
@@ -160,6 +180,7 @@ static int set_journal(JournalMode *m, const char *v, char **ret_error) {
 int value_set(ValueType type, const ValueRange *range, void *field, const char *v, char **ret_error) {
         char buf[ESCAPE_BUF];
         unsigned u;
+        int r;
 
         *ret_error = NULL;
         switch (type) {
@@ -215,8 +236,24 @@ int value_set(ValueType type, const ValueRange *range, void *field, const char *
                 *(unsigned *) field = u;
                 return 0;
 
+        case VALUE_BOOLEAN:
+                if ((r = parse_boolean(v)) < 0)
+                        return value_error(ret_error, "%s is not a boolean (yes, no, true, false, 1, 0)",
+                                           escape_message(buf, v, true));
+                *(bool *) field = r;
+                return 0;
+
         case VALUE_JOURNAL:
                 return set_journal(field, v, ret_error);
+
+        case VALUE_WEBHOOK_FORMAT: {
+                WebhookFormat f = webhook_format_from_string(v);
+                if (f < 0)
+                        return value_error(ret_error, "%s is not one of cloudevents, teams, slack",
+                                           escape_message(buf, v, true));
+                *(WebhookFormat *) field = f;
+                return 0;
+        }
 
         case VALUE_STATUSES:
         case VALUE_EVENTS:
@@ -224,6 +261,9 @@ int value_set(ValueType type, const ValueRange *range, void *field, const char *
 
         case VALUE_HEADER:
                 return add_header(field, v, ret_error);
+
+        case VALUE_CUSTOMERS:
+                return add_customers(field, v, ret_error);
 
         case VALUE_ORDER:
                 break;

@@ -19,17 +19,21 @@ typedef enum ValueType {
         VALUE_LOCALE,
         VALUE_TIMESPAN,
         VALUE_UNSIGNED,
+        VALUE_BOOLEAN,
         VALUE_STATUSES, /* replaces the list; lowercased */
         VALUE_JOURNAL,
+        VALUE_WEBHOOK_FORMAT,
         VALUE_SECRET_FILE, /* a path, kept until the secret is loaded: not for value_set() */
         /* repeatable, each adding to a list: */
         VALUE_ORDER, /* into an OrderList: not for value_set() */
         VALUE_EVENTS,
         VALUE_HEADER,
+        VALUE_CUSTOMERS,
 } ValueType;
 
 typedef struct ValueRange {
         unsigned min, max; /* VALUE_UNSIGNED; VALUE_TIMESPAN: min 1 means "not zero" */
+        uint64_t max_usec; /* VALUE_TIMESPAN: the longest allowed, 0 for no limit */
 } ValueRange;
 
 /* A tenant: a GUID or a domain name. */

@@ -34,6 +34,7 @@ typedef enum SectionType {
         SECTION_STATE,
         SECTION_JOURNAL,
         SECTION_WEBHOOK,
+        SECTION_DISCOVERY,
         SECTION_METRICS,
         _SECTION_MAX,
         SECTION_NONE,   /* before the first section header */
@@ -47,6 +48,7 @@ static const char *const section_names[_SECTION_MAX] = {
         [SECTION_STATE] = "state",
         [SECTION_JOURNAL] = "journal",
         [SECTION_WEBHOOK] = "webhook",
+        [SECTION_DISCOVERY] = "discovery",
         [SECTION_METRICS] = "metrics",
 };
 
@@ -104,6 +106,7 @@ static const KeyDef key_table[] = {
         {SECTION_POLL, "concurrency", VALUE_UNSIGNED, offsetof(Config, concurrency), {1, 1024}},
         {SECTION_POLL, "not-found-grace", VALUE_TIMESPAN, offsetof(Config, not_found_grace_usec)},
         {SECTION_POLL, "failure-threshold", VALUE_UNSIGNED, offsetof(Config, failure_threshold), {1, 1000}},
+        {SECTION_POLL, "stall-after", VALUE_TIMESPAN, offsetof(Config, stall_after_usec)},
 
         {SECTION_ORDERS, "order", VALUE_ORDER, offsetof(Config, orders)},
         {SECTION_ORDERS, "orders-dir", VALUE_PATH, offsetof(Config, orders_dir)},
@@ -115,11 +118,21 @@ static const KeyDef key_table[] = {
         {SECTION_WEBHOOK, "url", VALUE_URL, offsetof(WebhookConfig, url)},
         {SECTION_WEBHOOK, "secret-file", VALUE_SECRET_FILE, offsetof(WebhookMeta, secret_file)},
         {SECTION_WEBHOOK, "events", VALUE_EVENTS, offsetof(WebhookConfig, events)},
+        {SECTION_WEBHOOK, "format", VALUE_WEBHOOK_FORMAT, offsetof(WebhookConfig, format)},
         {SECTION_WEBHOOK, "header", VALUE_HEADER, offsetof(WebhookConfig, headers)},
         {SECTION_WEBHOOK, "timeout", VALUE_TIMESPAN, offsetof(WebhookConfig, timeout_usec), {1}},
         {SECTION_WEBHOOK, "retry-for", VALUE_TIMESPAN, offsetof(WebhookConfig, retry_for_usec)},
         {SECTION_WEBHOOK, "once-timeout", VALUE_TIMESPAN, offsetof(WebhookConfig, once_timeout_usec)},
         {SECTION_WEBHOOK, "ca-file", VALUE_PATH, offsetof(WebhookConfig, ca_file)},
+
+        {SECTION_DISCOVERY, "enabled", VALUE_BOOLEAN, offsetof(Config, discovery_enabled)},
+        {SECTION_DISCOVERY, "interval", VALUE_TIMESPAN, offsetof(Config, discovery_interval_usec), {1}},
+        /* the activity log answers 400 for a startDate more than 90 days back */
+        {SECTION_DISCOVERY, "lookback", VALUE_TIMESPAN, offsetof(Config, discovery_lookback_usec),
+         {.max_usec = 89 * USEC_PER_DAY}},
+        {SECTION_DISCOVERY, "customers", VALUE_CUSTOMERS, offsetof(Config, discovery_customers)},
+        {SECTION_DISCOVERY, "forget-after", VALUE_TIMESPAN, offsetof(Config, discovery_forget_after_usec)},
+        {SECTION_DISCOVERY, "sweep-interval", VALUE_TIMESPAN, offsetof(Config, discovery_sweep_interval_usec)},
 
         {SECTION_METRICS, "textfile", VALUE_PATH, offsetof(Config, metrics_textfile)},
 };
@@ -203,6 +216,7 @@ Config *config_free(Config *c) {
         for (size_t i = 0; i < c->n_webhooks; i++)
                 webhook_config_done(c->webhooks + i);
         free(c->webhooks);
+        strv_free(c->discovery_customers);
         free(c->metrics_textfile);
         strv_free(c->warnings);
         free(c);
@@ -240,7 +254,11 @@ static Config *config_new(const char *path) {
                 .concurrency = 8,
                 .not_found_grace_usec = 10 * USEC_PER_MINUTE,
                 .failure_threshold = 3,
+                .stall_after_usec = USEC_PER_DAY,
                 .journal = JOURNAL_AUTO,
+                .discovery_interval_usec = USEC_PER_MINUTE,
+                .discovery_lookback_usec = 7 * USEC_PER_DAY,
+                .discovery_forget_after_usec = 30 * USEC_PER_DAY,
                 .orders_dir = strdup(DEFAULT_ORDERS_DIR),
                 .warnings = strv_new_empty(),
         };
@@ -333,6 +351,7 @@ static void parse_webhook_header(ConfigParser *p, unsigned line, const char *arg
                 .timeout_usec = 15 * USEC_PER_SEC,
                 .retry_for_usec = 3 * USEC_PER_DAY,
                 .once_timeout_usec = 30 * USEC_PER_SEC,
+                .format = WEBHOOK_FORMAT_CLOUDEVENTS,
         };
         *m = (WebhookMeta){
                 .label = plain ? strdup("webhook") : strdup_printf("webhook %s", name),
@@ -473,6 +492,7 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
                         break;
                 case VALUE_EVENTS:
                 case VALUE_HEADER:
+                case VALUE_CUSTOMERS:
                         *(char ***) field = strv_free(*(char ***) field);
                         break;
                 case VALUE_PATH:

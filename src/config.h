@@ -7,6 +7,7 @@
 
 #include "orders-file.h"
 #include "util.h"
+#include "webhook-format.h"
 
 /* The configuration of SPEC §2, fully parsed and validated. Pure data: everything that needs
  * I/O (secrets, orders-dir files) is read by config_load() into plain fields. */
@@ -30,6 +31,7 @@ typedef struct WebhookConfig {
         size_t secret_size;
         char *secret_origin; /* "credential webhook-NAME-secret" or the file path; never the secret */
         char **events;       /* NULL-terminated glob patterns; default {"*"} */
+        WebhookFormat format; /* the body: CloudEvent (default), Teams or Slack message (SPEC §10) */
         char **headers;      /* NULL-terminated "Name: value"; an empty list, never NULL */
         uint64_t timeout_usec;
         uint64_t retry_for_usec;
@@ -65,6 +67,7 @@ typedef struct Config {
         unsigned concurrency;
         uint64_t not_found_grace_usec;
         unsigned failure_threshold;
+        uint64_t stall_after_usec; /* order.stalled after this long without a change (SPEC §9); 0 = off */
 
         /* [orders] */
         OrderRef *orders; /* from order= keys and orders-dir files, deduplicated, in file order */
@@ -80,6 +83,15 @@ typedef struct Config {
         /* [webhook], [webhook NAME] */
         WebhookConfig *webhooks;
         size_t n_webhooks;
+
+        /* [discovery]: finding the orders the partner tenant places in the activity log (SPEC §8).
+         * A configuration need not name any order; with discovery on, that is the usual case. */
+        bool discovery_enabled;
+        uint64_t discovery_interval_usec;       /* how often the activity log is read; never 0 */
+        uint64_t discovery_lookback_usec;       /* first start: orders created this far back; at most 89d */
+        char **discovery_customers;             /* NULL-terminated customer IDs; NULL or empty = all */
+        uint64_t discovery_forget_after_usec;   /* a discovered order settled this long is dropped; 0 = never */
+        uint64_t discovery_sweep_interval_usec; /* also list customers' orders this often; 0 = off */
 
         /* [metrics] */
         char *metrics_textfile;
