@@ -446,27 +446,10 @@ static int on_assignment(void *userdata, unsigned line, const char *name, const 
         return 0;
 }
 
-/* A message tail; NULL (and p->oom) when there is no memory for it. */
-_printf_(2, 0) static char *parser_formatv(ConfigParser *p, const char *fmt, va_list ap) {
-        char *t;
-        if (vasprintf(&t, fmt, ap) < 0) {
-                p->oom = true;
-                return NULL;
-        }
-        return t;
-}
-
-_printf_(3, 4) static void key_error(ConfigParser *p, const Assignment *a, const char *fmt, ...) {
-        _cleanup_free_ char *tail = NULL;
-        va_list ap;
-
-        va_start(ap, fmt);
-        tail = parser_formatv(p, fmt, ap);
-        va_end(ap);
-        if (!tail)
-                return;
+/* "provwatch.conf:12: [poll] interval: " + why; the key counts as invalid from then on. */
+static void key_error(ConfigParser *p, const Assignment *a, const char *why) {
         parser_error(p, a->line, "%s:%u: [%s] %s: %s", p->path, a->line,
-                     section_label(p, a->key->section, a->webhook), a->key->name, tail);
+                     section_label(p, a->key->section, a->webhook), a->key->name, why);
         bool *invalid = a->key->section == SECTION_WEBHOOK ? p->meta[a->webhook].invalid : p->invalid;
         invalid[a->key - key_table] = true;
 }
@@ -510,7 +493,7 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
                 char why[ORDER_WHY_MAX];
                 r = order_list_add_line(&p->orders, v, p->path, a->line, why, sizeof why);
                 if (r == -EINVAL)
-                        key_error(p, a, "%s", why);
+                        key_error(p, a, why);
         } else if (k->type == VALUE_SECRET_FILE) {
                 Setting *s = field;
                 r = value_set(k->type, &k->range, &s->value, v, &error);
@@ -521,7 +504,7 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
         if (r == -ENOMEM)
                 p->oom = true;
         else if (error)
-                key_error(p, a, "%s", error);
+                key_error(p, a, error);
 }
 
 static void apply_all(ConfigParser *p) {
@@ -567,10 +550,13 @@ _printf_(3, 4) static void section_error(ConfigParser *p, size_t webhook_or_sect
         va_list ap;
 
         va_start(ap, fmt);
-        tail = parser_formatv(p, fmt, ap);
+        int r = vasprintf(&tail, fmt, ap);
         va_end(ap);
-        if (!tail)
+        if (r < 0) {
+                tail = NULL;
+                p->oom = true;
                 return;
+        }
         /* webhook_or_section: a SectionType, or _SECTION_MAX + webhook index */
         const char *label;
         unsigned line;

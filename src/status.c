@@ -9,6 +9,7 @@
 #include "snapshot.h"
 #include "status.h"
 #include "store.h"
+#include "strv.h"
 #include "json-util.h"
 
 /* Wider order IDs do not widen the table, they push their own row to the right. */
@@ -217,13 +218,6 @@ static int collect_order(const OrderRow *row, void *userdata) {
                 o->snapshot_unreadable = r < 0;
         }
         return 0;
-}
-
-static bool strv_contains(char *const *l, const char *s) {
-        for (; l && *l; l++)
-                if (streq(*l, s))
-                        return true;
-        return false;
 }
 
 static int collect_webhooks(Status *st, Store *s) {
