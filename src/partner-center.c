@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "alloc-util.h"
 #include "http-syntax.h"
 #include "partner-center.h"
 #include "strv.h"
@@ -472,12 +473,8 @@ int pc_parse_error(const char *body, size_t size, char **ret_code, char **ret_de
 void token_response_done(TokenResponse *t) {
         if (!t)
                 return;
-        if (t->access_token)
-                explicit_bzero(t->access_token, strlen(t->access_token));
-        if (t->refresh_token)
-                explicit_bzero(t->refresh_token, strlen(t->refresh_token));
-        free(t->access_token);
-        free(t->refresh_token);
+        erase_and_free_string(t->access_token);
+        erase_and_free_string(t->refresh_token);
         free(t->error);
         free(t->error_description);
         *t = (TokenResponse) {};
@@ -640,10 +637,7 @@ static void fputs_escaped(FILE *f, const char *s) {
 static char *memstream_finish(FILE *f, char **buf, size_t *size) {
         bool failed = ferror(f);
         if (fclose(f) != 0 || failed) {
-                if (*buf) {
-                        explicit_bzero(*buf, *size);
-                        free(*buf);
-                }
+                *buf = erase_and_free(*buf, *size);
                 return NULL;
         }
         return *buf;
