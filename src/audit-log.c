@@ -37,13 +37,7 @@ void audit_page_done(AuditPage *p) {
 /* Ids end up in URLs and logs: letters, digits and a few marks only. */
 static bool id_is_valid(const char *s) {
         size_t n = s ? strlen(s) : 0;
-        if (n == 0 || n > ID_MAX)
-                return false;
-        for (const char *p = s; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-                      *p == '_' || *p == '.'))
-                        return false;
-        return true;
+        return n > 0 && n <= ID_MAX && ascii_alnum_or_in(s, n, "-_.");
 }
 
 static const char *string_member(json_object *o, const char *key) {

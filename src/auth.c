@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "alloc-util.h"
 #include "auth.h"
 #include "log.h"
 #include "metrics.h"
@@ -49,12 +50,6 @@ static void set_problem(Auth *a, const char *fmt, ...) {
         va_end(ap);
 }
 
-static void secret_free(char *s) {
-        if (s) {
-                explicit_bzero(s, strlen(s));
-                free(s);
-        }
-}
 
 static int source_digest(const char *configured, char hex[static 65]) {
         unsigned char md[EVP_MAX_MD_SIZE];
@@ -177,17 +172,17 @@ static void on_token_answer(const HttpResponse *resp, void *userdata) {
                         set_problem(a, "cannot save the rotated refresh token");
                         log_error_errno(r, "Cannot save the rotated refresh token in %s: %s; retrying.",
                                         store_path(a->store), store_error(a->store));
-                        secret_free(a->refresh_token);
+                        erase_and_free_string(a->refresh_token);
                         a->refresh_token = TAKE_PTR(t.refresh_token);
                         token_response_done(&t);
                         fail_and_retry(a);
                         return;
                 }
-                secret_free(a->refresh_token);
+                erase_and_free_string(a->refresh_token);
                 a->refresh_token = TAKE_PTR(t.refresh_token);
         }
 
-        secret_free(a->access_token);
+        erase_and_free_string(a->access_token);
         a->access_token = TAKE_PTR(t.access_token);
         uint64_t ttl = t.expires_in_usec;
         a->expires_usec = now_monotonic_usec() + ttl;
@@ -275,7 +270,7 @@ static const char *token_file_current(Auth *a) {
                         return NULL;
                 }
                 text[strcspn(text, "\r\n")] = 0;
-                secret_free(a->access_token);
+                erase_and_free_string(a->access_token);
                 a->access_token = text;
                 a->token_file_mtime = st.st_mtim;
                 a->token_file_rejected = false;
@@ -309,7 +304,7 @@ void auth_reject(Auth *a, const char *token) {
                             a->config->token_file);
                 return;
         }
-        secret_free(a->access_token);
+        erase_and_free_string(a->access_token);
         a->access_token = NULL;
         a->retry_usec = 0;
         auth_acquire(a);
@@ -335,7 +330,7 @@ void auth_set_config(Auth *a, const Config *config) {
                 char *t = NULL;
                 bool from_store;
                 if (auth_pick_refresh_token(a->store, config->refresh_token, &t, &from_store) >= 0) {
-                        secret_free(a->refresh_token);
+                        erase_and_free_string(a->refresh_token);
                         a->refresh_token = t;
                 }
         }
@@ -343,7 +338,7 @@ void auth_set_config(Auth *a, const Config *config) {
                 http_cancel(a->http, a->request);
                 a->request = NULL;
         }
-        secret_free(a->access_token);
+        erase_and_free_string(a->access_token);
         a->access_token = NULL;
         memset(&a->token_file_mtime, 0, sizeof a->token_file_mtime);
         a->retry_usec = 0;
@@ -381,8 +376,8 @@ Auth *auth_free(Auth *a) {
                 return NULL;
         if (a->request)
                 http_cancel(a->http, a->request);
-        secret_free(a->access_token);
-        secret_free(a->refresh_token);
+        erase_and_free_string(a->access_token);
+        erase_and_free_string(a->refresh_token);
         uv_timer_stop(&a->timer);
         uv_close((uv_handle_t *) &a->timer, timer_closed);
         return NULL;

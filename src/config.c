@@ -1,11 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
-#include <dirent.h>
-#include <fnmatch.h>
-#include <ini.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -13,29 +8,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alloc-util.h"
+#include "conf-parser.h"
+#include "config-values.h"
 #include "config.h"
+#include "message-list.h"
+#include "parse-util.h"
+#include "secrets.h"
+#include "strv.h"
 
-/* Debian's inih reads lines into a 200 byte buffer: 199 characters and the terminating NUL. */
-#define LINE_MAX_CHARS 199
 #define CONFIG_FILE_MAX ((size_t)1024 * 1024)
-#define SECRET_FILE_MAX ((size_t)64 * 1024)
-#define ORDERS_FILE_MAX ((size_t)16 * 1024 * 1024)
-#define ID_MAX 128
 #define WEBHOOK_NAME_MAX 64
-#define ERRORS_PRINTED_MAX 1000
-#define SUMMARY_ORDERS_MAX 10
 #define KEYS_MAX 48
 #define TENANT_PLACEHOLDER "{tenant-id}"
-#define WHITESPACE " \t"
 
 #define DEFAULT_ENDPOINT "https://api.partnercenter.microsoft.com"
 #define DEFAULT_TOKEN_ENDPOINT "https://login.microsoftonline.com/" TENANT_PLACEHOLDER "/oauth2/token"
 #define DEFAULT_STATE_DIRECTORY "/var/lib/provwatch"
 #define DEFAULT_ORDERS_DIR "/etc/provwatch/orders.d"
-
-/* Values quoted in messages are cut after this many input bytes. */
-#define ESCAPE_MAX 200
-#define ESCAPE_BUF (ESCAPE_MAX * 4 + 8)
 
 typedef enum SectionType {
         SECTION_PARTNER_CENTER,
@@ -44,6 +34,7 @@ typedef enum SectionType {
         SECTION_STATE,
         SECTION_JOURNAL,
         SECTION_WEBHOOK,
+        SECTION_DISCOVERY,
         SECTION_METRICS,
         _SECTION_MAX,
         SECTION_NONE,   /* before the first section header */
@@ -57,29 +48,9 @@ static const char *const section_names[_SECTION_MAX] = {
         [SECTION_STATE] = "state",
         [SECTION_JOURNAL] = "journal",
         [SECTION_WEBHOOK] = "webhook",
+        [SECTION_DISCOVERY] = "discovery",
         [SECTION_METRICS] = "metrics",
 };
-
-typedef enum ValueType {
-        VALUE_STRING, /* no whitespace or control characters */
-        VALUE_PATH,
-        VALUE_URL,
-        VALUE_ENDPOINT, /* URL without query, trailing slashes dropped */
-        VALUE_API_VERSION,
-        VALUE_AUTH,
-        VALUE_TENANT_ID,
-        VALUE_CLIENT_ID,
-        VALUE_LOCALE,
-        VALUE_TIMESPAN,
-        VALUE_UNSIGNED,
-        VALUE_STATUSES,
-        VALUE_JOURNAL,
-        VALUE_SECRET_FILE,
-        /* repeatable: */
-        VALUE_ORDER,
-        VALUE_EVENTS,
-        VALUE_HEADER,
-} ValueType;
 
 /* A *-file key of a secret: the path is kept here until the secret is loaded. */
 typedef struct Setting {
@@ -107,7 +78,7 @@ typedef struct KeyDef {
         ValueType type;
         /* into Config or WebhookConfig; into SecretFiles or WebhookMeta for VALUE_SECRET_FILE */
         size_t offset;
-        unsigned min, max; /* VALUE_UNSIGNED; VALUE_TIMESPAN: min 1 means "not zero" */
+        ValueRange range;
 } KeyDef;
 
 static const KeyDef key_table[] = {
@@ -124,17 +95,18 @@ static const KeyDef key_table[] = {
         {SECTION_PARTNER_CENTER, "token-endpoint", VALUE_URL, offsetof(Config, token_endpoint)},
         {SECTION_PARTNER_CENTER, "resource", VALUE_STRING, offsetof(Config, resource)},
         {SECTION_PARTNER_CENTER, "ca-file", VALUE_PATH, offsetof(Config, ca_file)},
-        {SECTION_PARTNER_CENTER, "timeout", VALUE_TIMESPAN, offsetof(Config, timeout_usec), 1},
+        {SECTION_PARTNER_CENTER, "timeout", VALUE_TIMESPAN, offsetof(Config, timeout_usec), {1}},
         {SECTION_PARTNER_CENTER, "locale", VALUE_LOCALE, offsetof(Config, locale)},
 
-        {SECTION_POLL, "interval", VALUE_TIMESPAN, offsetof(Config, interval_usec), 1},
+        {SECTION_POLL, "interval", VALUE_TIMESPAN, offsetof(Config, interval_usec), {1}},
         {SECTION_POLL, "settled-interval", VALUE_TIMESPAN, offsetof(Config, settled_interval_usec)},
         {SECTION_POLL, "terminal-statuses", VALUE_STATUSES, offsetof(Config, terminal_statuses)},
         {SECTION_POLL, "max-requests-per-minute", VALUE_UNSIGNED, offsetof(Config, max_requests_per_minute),
-         0, 100000},
-        {SECTION_POLL, "concurrency", VALUE_UNSIGNED, offsetof(Config, concurrency), 1, 1024},
+         {0, 100000}},
+        {SECTION_POLL, "concurrency", VALUE_UNSIGNED, offsetof(Config, concurrency), {1, 1024}},
         {SECTION_POLL, "not-found-grace", VALUE_TIMESPAN, offsetof(Config, not_found_grace_usec)},
-        {SECTION_POLL, "failure-threshold", VALUE_UNSIGNED, offsetof(Config, failure_threshold), 1, 1000},
+        {SECTION_POLL, "failure-threshold", VALUE_UNSIGNED, offsetof(Config, failure_threshold), {1, 1000}},
+        {SECTION_POLL, "stall-after", VALUE_TIMESPAN, offsetof(Config, stall_after_usec)},
 
         {SECTION_ORDERS, "order", VALUE_ORDER, offsetof(Config, orders)},
         {SECTION_ORDERS, "orders-dir", VALUE_PATH, offsetof(Config, orders_dir)},
@@ -146,11 +118,21 @@ static const KeyDef key_table[] = {
         {SECTION_WEBHOOK, "url", VALUE_URL, offsetof(WebhookConfig, url)},
         {SECTION_WEBHOOK, "secret-file", VALUE_SECRET_FILE, offsetof(WebhookMeta, secret_file)},
         {SECTION_WEBHOOK, "events", VALUE_EVENTS, offsetof(WebhookConfig, events)},
+        {SECTION_WEBHOOK, "format", VALUE_WEBHOOK_FORMAT, offsetof(WebhookConfig, format)},
         {SECTION_WEBHOOK, "header", VALUE_HEADER, offsetof(WebhookConfig, headers)},
-        {SECTION_WEBHOOK, "timeout", VALUE_TIMESPAN, offsetof(WebhookConfig, timeout_usec), 1},
+        {SECTION_WEBHOOK, "timeout", VALUE_TIMESPAN, offsetof(WebhookConfig, timeout_usec), {1}},
         {SECTION_WEBHOOK, "retry-for", VALUE_TIMESPAN, offsetof(WebhookConfig, retry_for_usec)},
         {SECTION_WEBHOOK, "once-timeout", VALUE_TIMESPAN, offsetof(WebhookConfig, once_timeout_usec)},
         {SECTION_WEBHOOK, "ca-file", VALUE_PATH, offsetof(WebhookConfig, ca_file)},
+
+        {SECTION_DISCOVERY, "enabled", VALUE_BOOLEAN, offsetof(Config, discovery_enabled)},
+        {SECTION_DISCOVERY, "interval", VALUE_TIMESPAN, offsetof(Config, discovery_interval_usec), {1}},
+        /* the activity log answers 400 for a startDate more than 90 days back */
+        {SECTION_DISCOVERY, "lookback", VALUE_TIMESPAN, offsetof(Config, discovery_lookback_usec),
+         {.max_usec = 89 * USEC_PER_DAY}},
+        {SECTION_DISCOVERY, "customers", VALUE_CUSTOMERS, offsetof(Config, discovery_customers)},
+        {SECTION_DISCOVERY, "forget-after", VALUE_TIMESPAN, offsetof(Config, discovery_forget_after_usec)},
+        {SECTION_DISCOVERY, "sweep-interval", VALUE_TIMESPAN, offsetof(Config, discovery_sweep_interval_usec)},
 
         {SECTION_METRICS, "textfile", VALUE_PATH, offsetof(Config, metrics_textfile)},
 };
@@ -160,23 +142,6 @@ _Static_assert(ELEMENTSOF(key_table) <= KEYS_MAX, "KEYS_MAX too small");
 static bool key_is_repeatable(const KeyDef *k) {
         return k->type >= VALUE_ORDER;
 }
-
-typedef struct Message {
-        unsigned line; /* line in the configuration file; UINT_MAX sorts messages without one last */
-        size_t seq;
-        char *text;
-} Message;
-
-typedef struct MessageList {
-        Message *items;
-        size_t n, allocated;
-        bool oom;
-} MessageList;
-
-typedef struct OrderList {
-        OrderRef *items;
-        size_t n, allocated;
-} OrderList;
 
 typedef struct Assignment {
         const KeyDef *key;
@@ -191,11 +156,6 @@ typedef struct ConfigParser {
         Config *config;
         MessageList errors;
         bool oom;
-
-        /* the reader */
-        const char *data;
-        size_t size, pos;
-        unsigned line;
 
         SectionType section;
         size_t webhook; /* index of the current [webhook] section */
@@ -215,793 +175,9 @@ typedef struct ConfigParser {
 
 /* ---- small helpers ---- */
 
-static bool grow_array(void **p, size_t *allocated, size_t need, size_t size) {
-        if (need <= *allocated)
-                return true;
-        size_t a = *allocated < 8 ? 8 : *allocated;
-        while (a < need) {
-                if (a > SIZE_MAX / 2)
-                        return false;
-                a *= 2;
-        }
-        if (a > SIZE_MAX / size)
-                return false;
-        void *q = realloc(*p, a * size);
-        if (!q)
-                return false;
-        *p = q;
-        *allocated = a;
-        return true;
-}
-#define GROW(array, allocated, need) grow_array((void **)&(array), &(allocated), (need), sizeof(*(array)))
-
-static char **strv_free(char **l) {
-        for (char **i = l; i && *i; i++)
-                free(*i);
-        free(l);
-        return NULL;
-}
-
-static size_t strv_length(char *const *l) {
-        size_t n = 0;
-        while (l && l[n])
-                n++;
-        return n;
-}
-
-static char **strv_new_empty(void) {
-        return calloc(1, sizeof(char *));
-}
-
-/* Appends s, taking ownership (also on failure). */
-static int strv_consume(char ***l, char *s) {
-        if (!s)
-                return -ENOMEM;
-        size_t n = strv_length(*l);
-        char **t = realloc(*l, (n + 2) * sizeof(char *));
-        if (!t) {
-                free(s);
-                return -ENOMEM;
-        }
-        t[n] = s;
-        t[n + 1] = NULL;
-        *l = t;
-        return 0;
-}
-
-static bool has_control_chars(const char *s) {
-        for (; *s; s++)
-                if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
-                        return true;
-        return false;
-}
-
-static bool has_space_or_control_chars(const char *s) {
-        for (; *s; s++)
-                if ((unsigned char)*s <= 0x20 || (unsigned char)*s == 0x7f)
-                        return true;
-        return false;
-}
-
-static bool chars_in_set(const char *s, size_t len, const char *extra) {
-        for (size_t i = 0; i < len; i++) {
-                unsigned char ch = (unsigned char)s[i];
-                if (ch == 0 || ((!isalnum(ch) || ch >= 0x80) && !strchr(extra, ch)))
-                        return false;
-        }
-        return true;
-}
-
-static bool id_is_valid(const char *s, size_t len) {
-        return len >= 1 && len <= ID_MAX && chars_in_set(s, len, "._~-");
-}
-
-/* Writes s for a message: control characters and non-ASCII bytes as \xNN, cut after ESCAPE_MAX
- * bytes; with quotes also surrounded by and escaping double quotes. */
-static const char *escape(char buf[static ESCAPE_BUF], const char *s, bool quotes) {
-        size_t o = 0, i;
-
-        if (quotes)
-                buf[o++] = '"';
-        for (i = 0; s[i] && i < ESCAPE_MAX; i++) {
-                unsigned char ch = (unsigned char)s[i];
-                if (quotes && (ch == '"' || ch == '\\')) {
-                        buf[o++] = '\\';
-                        buf[o++] = (char)ch;
-                } else if (ch < 0x20 || ch >= 0x7f) {
-                        static const char hex[] = "0123456789abcdef";
-                        buf[o++] = '\\';
-                        buf[o++] = 'x';
-                        buf[o++] = hex[ch >> 4];
-                        buf[o++] = hex[ch & 15];
-                } else
-                        buf[o++] = (char)ch;
-        }
-        if (s[i]) {
-                memcpy(buf + o, "...", 3);
-                o += 3;
-        }
-        if (quotes)
-                buf[o++] = '"';
-        buf[o] = 0;
-        return buf;
-}
-
-/* inih's rule: stop at one of chars, or at ';' preceded by whitespace (an inline comment). */
-static char *find_chars_or_comment(const char *s, const char *chars) {
-        bool was_space = false;
-        while (*s && !strchr(chars, *s) && !(was_space && *s == ';')) {
-                was_space = isspace((unsigned char)*s);
-                s++;
-        }
-        return (char *)s;
-}
-
-static char *strip(char *s) {
-        while (isspace((unsigned char)*s))
-                s++;
-        size_t l = strlen(s);
-        while (l > 0 && isspace((unsigned char)s[l - 1]))
-                s[--l] = 0;
-        return s;
-}
-
-static char *path_join(const char *dir, const char *name) {
-        size_t l = strlen(dir);
-        return strdup_printf("%s%s%s", dir, l > 0 && dir[l - 1] == '/' ? "" : "/", name);
-}
-
-static char *replace_all(const char *s, const char *old, const char *new) {
-        size_t lo = strlen(old), ln = strlen(new), n = 0;
-        for (const char *p = strstr(s, old); p; p = strstr(p + lo, old))
-                n++;
-        size_t size = strlen(s) + n * ln + 1; /* bounded by the line length */
-        char *r = malloc(size), *o = r;
-        if (!r)
-                return NULL;
-        for (const char *p;;) {
-                p = strstr(s, old);
-                if (!p)
-                        break;
-                memcpy(o, s, (size_t)(p - s));
-                o += p - s;
-                memcpy(o, new, ln);
-                o += ln;
-                s = p + lo;
-        }
-        strcpy(o, s);
-        return r;
-}
-
-static void erase_and_free(void *p, size_t size) {
-        if (!p)
-                return;
-        explicit_bzero(p, size);
-        free(p);
-}
-
-static void closedirp(DIR **d) {
-        if (*d)
-                closedir(*d);
-}
-
-/* "https://user:pass@host/x" → "https://user:***@host/x", for messages and the summary. */
-static char *url_mask_password(const char *url) {
-        const char *s = strstr(url, "://");
-        if (!s)
-                return strdup(url);
-        s += 3;
-        size_t authority = strcspn(s, "/?#");
-        const char *at = NULL;
-        for (const char *p = s; p < s + authority; p++)
-                if (*p == '@')
-                        at = p;
-        const char *colon = at ? memchr(s, ':', (size_t)(at - s)) : NULL;
-        if (!colon)
-                return strdup(url);
-        return strdup_printf("%.*s***%s", (int)(colon + 1 - url), url, at);
-}
-
-static bool url_is_valid(const char *url, bool endpoint) {
-        const char *s;
-
-        if (strncasecmp(url, "http://", 7) == 0)
-                s = url + 7;
-        else if (strncasecmp(url, "https://", 8) == 0)
-                s = url + 8;
-        else
-                return false;
-
-        for (const char *p = url; *p; p++) {
-                unsigned char ch = (unsigned char)*p;
-                if (ch <= 0x20 || ch >= 0x7f || strchr("\"<>\\^`{|}", ch))
-                        return false;
-        }
-        if (endpoint && strpbrk(url, "?#"))
-                return false;
-
-        size_t authority = strcspn(s, "/?#");
-        const char *end = s + authority, *host = s;
-        for (const char *p = s; p < end; p++)
-                if (*p == '@')
-                        host = p + 1;
-
-        const char *port;
-        if (host < end && *host == '[') {
-                const char *close = memchr(host, ']', (size_t)(end - host));
-                if (!close || close == host + 1)
-                        return false;
-                port = close + 1;
-                if (port < end && *port != ':')
-                        return false;
-        } else {
-                port = memchr(host, ':', (size_t)(end - host));
-                if (!port)
-                        port = end;
-                if (port == host)
-                        return false;
-        }
-        if (port < end) {
-                /* ':' then 1..65535 */
-                unsigned long v = 0;
-                const char *p = port + 1;
-                if (p == end)
-                        return false;
-                for (; p < end; p++) {
-                        if (!isdigit((unsigned char)*p))
-                                return false;
-                        v = v * 10 + (unsigned long)(*p - '0');
-                        if (v > 65535)
-                                return false;
-                }
-                if (v == 0)
-                        return false;
-        }
-        return true;
-}
-
-static bool api_version_is_valid(const char *s) {
-        size_t a = strspn(s, "0123456789");
-        if (a == 0 || strlen(s) > 16)
-                return false;
-        if (s[a] == 0)
-                return true;
-        if (s[a] != '.')
-                return false;
-        size_t b = strspn(s + a + 1, "0123456789");
-        return b > 0 && s[a + 1 + b] == 0;
-}
-
-static bool http_token_char(unsigned char ch) {
-        return ch < 0x80 && (isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch));
-}
-
 static bool webhook_name_is_valid(const char *s) {
         size_t l = strlen(s);
-        return l >= 1 && l <= WEBHOOK_NAME_MAX && chars_in_set(s, l, "_-");
-}
-
-static char *format_timespan(char *buf, size_t size, uint64_t usec) {
-        static const struct {
-                const char *suffix;
-                uint64_t usec;
-        } units[] = {
-                {"d", 86400 * USEC_PER_SEC}, {"h", 3600 * USEC_PER_SEC}, {"m", 60 * USEC_PER_SEC},
-                {"s", USEC_PER_SEC},         {"ms", USEC_PER_MSEC},      {"us", 1},
-        };
-        size_t o = 0;
-
-        if (usec == 0) {
-                snprintf(buf, size, "0");
-                return buf;
-        }
-        buf[0] = 0;
-        for (size_t i = 0; i < ELEMENTSOF(units) && usec > 0; i++) {
-                if (usec < units[i].usec)
-                        continue;
-                int k = snprintf(buf + o, size - o, "%s%" PRIu64 "%s", o > 0 ? " " : "",
-                                 usec / units[i].usec, units[i].suffix);
-                if (k < 0 || (size_t)k >= size - o)
-                        break;
-                o += (size_t)k;
-                usec %= units[i].usec;
-        }
-        return buf;
-}
-
-/* ---- messages ---- */
-
-_printf_(3, 0) static void messages_addv(MessageList *l, unsigned line, const char *fmt, va_list ap) {
-        char *t;
-
-        if (vasprintf(&t, fmt, ap) < 0) {
-                l->oom = true;
-                return;
-        }
-        if (!GROW(l->items, l->allocated, l->n + 1)) {
-                free(t);
-                l->oom = true;
-                return;
-        }
-        l->items[l->n] = (Message){.line = line, .seq = l->n, .text = t};
-        l->n++;
-}
-
-_printf_(3, 4) static void messages_add(MessageList *l, unsigned line, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        messages_addv(l, line, fmt, ap);
-        va_end(ap);
-}
-
-static int message_compare(const void *a, const void *b) {
-        const Message *x = a, *y = b;
-        if (x->line != y->line)
-                return x->line < y->line ? -1 : 1;
-        return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-static void messages_print(MessageList *l, FILE *f) {
-        if (l->n == 0)
-                return;
-        qsort(l->items, l->n, sizeof(Message), message_compare);
-        if (!f)
-                return;
-        for (size_t i = 0; i < l->n && i < ERRORS_PRINTED_MAX; i++)
-                fprintf(f, "%s\n", l->items[i].text);
-        if (l->n > ERRORS_PRINTED_MAX)
-                fprintf(f, "... and %zu more errors\n", l->n - ERRORS_PRINTED_MAX);
-}
-
-static void messages_done(MessageList *l) {
-        for (size_t i = 0; i < l->n; i++)
-                free(l->items[i].text);
-        free(l->items);
-        *l = (MessageList){};
-}
-
-/* ---- value parsers ---- */
-
-int parse_timespan(const char *s, uint64_t *ret_usec) {
-        static const struct {
-                const char *suffix;
-                uint64_t usec;
-        } units[] = {
-                {"ms", USEC_PER_MSEC},      {"s", USEC_PER_SEC},         {"m", 60 * USEC_PER_SEC},
-                {"h", 3600 * USEC_PER_SEC}, {"d", 86400 * USEC_PER_SEC},
-        };
-        uint64_t total = 0;
-        bool any = false;
-
-        if (!s)
-                return -EINVAL;
-        for (const char *p = s;;) {
-                p += strspn(p, WHITESPACE);
-                if (!*p) {
-                        if (!any)
-                                return -EINVAL;
-                        break;
-                }
-                if (!isdigit((unsigned char)*p))
-                        return -EINVAL;
-                uint64_t n = 0;
-                for (; isdigit((unsigned char)*p); p++) {
-                        unsigned d = (unsigned)(*p - '0');
-                        if (n > (UINT64_MAX - d) / 10)
-                                return -EINVAL;
-                        n = n * 10 + d;
-                }
-                p += strspn(p, WHITESPACE);
-                size_t l = strspn(p, "abcdefghijklmnopqrstuvwxyz");
-                uint64_t mul = 0;
-                if (l == 0) {
-                        /* A bare number means seconds, but only on its own: "1h30" is more likely a
-                         * mistake than 1h and 30s. */
-                        if (any || *p)
-                                return -EINVAL;
-                        mul = USEC_PER_SEC;
-                } else
-                        for (size_t i = 0; i < ELEMENTSOF(units); i++)
-                                if (strlen(units[i].suffix) == l && strncmp(p, units[i].suffix, l) == 0)
-                                        mul = units[i].usec;
-                if (mul == 0)
-                        return -EINVAL;
-                if (n > UINT64_MAX / mul)
-                        return -EINVAL;
-                if (total > UINT64_MAX - n * mul)
-                        return -EINVAL;
-                total += n * mul;
-                p += l;
-                any = true;
-        }
-        if (total == USEC_INFINITY)
-                return -EINVAL;
-        *ret_usec = total;
-        return 0;
-}
-
-int parse_boolean(const char *s) {
-        if (!s)
-                return -EINVAL;
-        if (strcasecmp(s, "yes") == 0 || strcasecmp(s, "true") == 0 || streq(s, "1"))
-                return 1;
-        if (strcasecmp(s, "no") == 0 || strcasecmp(s, "false") == 0 || streq(s, "0"))
-                return 0;
-        return -EINVAL;
-}
-
-int parse_unsigned(const char *s, unsigned max, unsigned *ret) {
-        uint64_t n = 0;
-
-        if (!s || !*s)
-                return -EINVAL;
-        for (const char *p = s; *p; p++) {
-                if (!isdigit((unsigned char)*p))
-                        return -EINVAL;
-                n = n * 10 + (uint64_t)(*p - '0');
-                if (n > max)
-                        return -EINVAL;
-        }
-        *ret = (unsigned)n;
-        return 0;
-}
-
-static bool base64_char(unsigned char ch) {
-        return ch < 0x80 && (isalnum(ch) || ch == '+' || ch == '/');
-}
-
-int webhook_secret_decode(const char *text, size_t size, char **ret, size_t *ret_size) {
-        char *out;
-        size_t n;
-
-        if (!text || !ret)
-                return -EINVAL;
-        if (size > 0 && text[size - 1] == '\n') {
-                size--;
-                if (size > 0 && text[size - 1] == '\r')
-                        size--;
-        }
-
-        if (size >= 6 && memcmp(text, "whsec_", 6) == 0) {
-                const char *b = text + 6;
-                size_t len = size - 6, data = 0, pad = 0;
-
-                while (len > 0 && isspace((unsigned char)b[len - 1]))
-                        len--;
-                while (data < len && base64_char((unsigned char)b[data]))
-                        data++;
-                while (data + pad < len && b[data + pad] == '=')
-                        pad++;
-                if (data == 0 || data + pad != len || pad > 2 || data % 4 == 1)
-                        return -EINVAL;
-                if (pad > 0 && (data + pad) % 4 != 0)
-                        return -EINVAL;
-
-                /* EVP_DecodeBlock() wants whole quanta and counts padding as decoded zero bytes. */
-                size_t quanta = (data + 3) / 4, missing = quanta * 4 - data;
-                _cleanup_free_ unsigned char *in = malloc(quanta * 4);
-                if (!in)
-                        return -ENOMEM;
-                memcpy(in, b, data);
-                memset(in + data, '=', missing);
-                out = malloc(quanta * 3 + 1);
-                if (!out)
-                        return -ENOMEM;
-                int k = EVP_DecodeBlock((unsigned char *)out, in, (int)(quanta * 4));
-                if (k < 0 || (size_t)k != quanta * 3) {
-                        erase_and_free(out, quanta * 3 + 1);
-                        return -EINVAL;
-                }
-                n = (size_t)k - missing;
-        } else {
-                out = malloc(size + 1);
-                if (!out)
-                        return -ENOMEM;
-                memcpy(out, text, size);
-                n = size;
-        }
-        out[n] = 0;
-        *ret = out;
-        if (ret_size)
-                *ret_size = n;
-        return 0;
-}
-
-bool webhook_wants_event(const WebhookConfig *w, const char *event_type) {
-        if (!w || !event_type)
-                return false;
-        if (!w->events)
-                return true;
-        for (char **p = w->events; *p; p++)
-                if (fnmatch(*p, event_type, 0) == 0)
-                        return true;
-        return false;
-}
-
-/* ---- orders ---- */
-
-static void order_ref_done(OrderRef *o) {
-        free(o->customer_id);
-        free(o->order_id);
-        free(o->origin);
-}
-
-void order_refs_free(OrderRef *orders, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                order_ref_done(orders + i);
-        free(orders);
-}
-
-static void order_list_done(OrderList *l) {
-        order_refs_free(l->items, l->n);
-        *l = (OrderList){};
-}
-
-static int order_list_add(OrderList *l, const char *customer, size_t customer_len, const char *order,
-                          size_t order_len, const char *file, unsigned line) {
-        if (!GROW(l->items, l->allocated, l->n + 1))
-                return -ENOMEM;
-        OrderRef o = {
-                .customer_id = strndup(customer, customer_len),
-                .order_id = strndup(order, order_len),
-                .origin = strdup_printf("%s:%u", file, line),
-        };
-        if (!o.customer_id || !o.order_id || !o.origin) {
-                order_ref_done(&o);
-                return -ENOMEM;
-        }
-        l->items[l->n++] = o;
-        return 0;
-}
-
-/* Checks "CUSTOMER_ID ORDER_ID" and appends it; on a bad value fills why (quoting the value). */
-static int order_parse_and_add(OrderList *l, const char *value, const char *file, unsigned line, char *why,
-                               size_t why_size) {
-        char buf[ESCAPE_BUF];
-        const char *p = value + strspn(value, WHITESPACE);
-        const char *c = p;
-        size_t cl = strcspn(p, WHITESPACE);
-        p += cl;
-        p += strspn(p, WHITESPACE);
-        const char *o = p;
-        size_t ol = strcspn(p, WHITESPACE);
-        p += ol;
-        p += strspn(p, WHITESPACE);
-
-        if (cl == 0 || ol == 0 || *p) {
-                snprintf(why, why_size, "%s is not \"CUSTOMER_ID ORDER_ID\"", escape(buf, value, true));
-                return -EINVAL;
-        }
-        if (!id_is_valid(c, cl) || !id_is_valid(o, ol)) {
-                bool customer = !id_is_valid(c, cl);
-                _cleanup_free_ char *bad = customer ? strndup(c, cl) : strndup(o, ol);
-                if (!bad)
-                        return -ENOMEM;
-                snprintf(why, why_size,
-                         "%s is not a valid %s ID (1 to 128 characters of A-Z a-z 0-9 . _ ~ -)",
-                         escape(buf, bad, true), customer ? "customer" : "order");
-                return -EINVAL;
-        }
-        return order_list_add(l, c, cl, o, ol, file, line);
-}
-
-static int parse_orders_list(const char *path, const char *data, size_t size, MessageList *errors,
-                             OrderList *l) {
-        char why[ESCAPE_BUF + 128], buf[ESCAPE_BUF];
-        unsigned line = 0;
-        int ret = 0;
-
-        for (size_t pos = 0; pos < size;) {
-                const char *s = data + pos;
-                const char *nl = memchr(s, '\n', size - pos);
-                size_t len = nl ? (size_t)(nl - s) : size - pos;
-                pos += nl ? len + 1 : len;
-                line++;
-
-                if (memchr(s, 0, len)) {
-                        messages_add(errors, UINT_MAX, "%s:%u: line contains a NUL byte",
-                                     escape(buf, path, false), line);
-                        ret = -EINVAL;
-                        continue;
-                }
-                _cleanup_free_ char *copy = strndup(s, len);
-                if (!copy)
-                        return -ENOMEM;
-                char *hash = strchr(copy, '#'); /* never part of an ID */
-                if (hash)
-                        *hash = 0;
-                char *v = strip(copy);
-                if (!*v)
-                        continue;
-                int r = order_parse_and_add(l, v, path, line, why, sizeof why);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0) {
-                        messages_add(errors, UINT_MAX, "%s:%u: %s", escape(buf, path, false), line, why);
-                        ret = -EINVAL;
-                }
-        }
-        return ret;
-}
-
-static int name_compare(const void *a, const void *b) {
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int read_orders_dir(const char *dir, MessageList *errors, OrderList *l) {
-        char buf[ESCAPE_BUF];
-        _cleanup_(closedirp) DIR *d = NULL;
-        char **names = NULL;
-        size_t n_names = 0, allocated = 0;
-        int r, ret = 0;
-
-        d = opendir(dir);
-        if (!d) {
-                if (errno == ENOENT)
-                        return 0; /* nothing to watch yet */
-                r = -errno;
-                messages_add(errors, UINT_MAX, "%s: cannot read directory: %s", escape(buf, dir, false),
-                             strerror(-r));
-                return r;
-        }
-        for (;;) {
-                errno = 0;
-                struct dirent *de = readdir(d);
-                if (!de) {
-                        if (errno != 0) {
-                                ret = -errno;
-                                messages_add(errors, UINT_MAX, "%s: cannot read directory: %s",
-                                             escape(buf, dir, false), strerror(-ret));
-                        }
-                        break;
-                }
-                size_t len = strlen(de->d_name);
-                if (de->d_name[0] == '.' || len <= 5 || !streq(de->d_name + len - 5, ".list"))
-                        continue;
-                if (!GROW(names, allocated, n_names + 1)) {
-                        ret = -ENOMEM;
-                        break;
-                }
-                names[n_names] = strdup(de->d_name);
-                if (!names[n_names]) {
-                        ret = -ENOMEM;
-                        break;
-                }
-                n_names++;
-        }
-        if (n_names > 0)
-                qsort(names, n_names, sizeof(char *), name_compare);
-
-        for (size_t i = 0; i < n_names && ret != -ENOMEM; i++) {
-                _cleanup_free_ char *path = path_join(dir, names[i]), *data = NULL;
-                size_t size;
-                struct stat st;
-
-                if (!path) {
-                        ret = -ENOMEM;
-                        break;
-                }
-                if (stat(path, &st) < 0) {
-                        if (errno == ENOENT) /* removed meanwhile */
-                                continue;
-                        ret = -errno;
-                        messages_add(errors, UINT_MAX, "%s: %s", escape(buf, path, false), strerror(-ret));
-                        continue;
-                }
-                if (!S_ISREG(st.st_mode))
-                        continue;
-                r = read_full_file(path, ORDERS_FILE_MAX, &data, &size);
-                if (r == -ENOENT)
-                        continue;
-                if (r == -ENOMEM) {
-                        ret = r;
-                        break;
-                }
-                if (r < 0) {
-                        messages_add(errors, UINT_MAX, "%s: %s", escape(buf, path, false),
-                                     r == -EFBIG ? "file is larger than 16 MiB" : strerror(-r));
-                        ret = r;
-                        continue;
-                }
-                r = parse_orders_list(path, data, size, errors, l);
-                if (r < 0 && (ret == 0 || r == -ENOMEM))
-                        ret = r;
-        }
-
-        for (size_t i = 0; i < n_names; i++)
-                free(names[i]);
-        free(names);
-        if (errors->oom)
-                return -ENOMEM;
-        return ret;
-}
-
-/* Case-insensitive (IDs are ASCII), over customer and order ID with a separator. */
-static uint64_t order_ref_hash(const OrderRef *o) {
-        uint64_t h = 1469598103934665603ULL;
-        for (const char *p = o->customer_id; *p; p++)
-                h = (h ^ (unsigned char) tolower((unsigned char) *p)) * 1099511628211ULL;
-        h = (h ^ 0x1f) * 1099511628211ULL;
-        for (const char *p = o->order_id; *p; p++)
-                h = (h ^ (unsigned char) tolower((unsigned char) *p)) * 1099511628211ULL;
-        return h;
-}
-
-/* Drops repeated orders (IDs compare case-insensitively), keeping the first of each in place.
- * With warnings, says where each repetition was. A hash table, not a sort: lists of 100,000
- * orders are read again on every reload. */
-static int order_list_dedup(OrderList *l, char ***warnings) {
-        if (l->n < 2)
-                return 0;
-
-        size_t size = 2;
-        while (size < 2 * l->n)
-                size *= 2;
-        _cleanup_free_ size_t *slots = calloc(size, sizeof(size_t)); /* index + 1; 0 = free */
-        _cleanup_free_ size_t *first = calloc(l->n, sizeof(size_t));
-        if (!slots || !first)
-                return -ENOMEM;
-        for (size_t i = 0; i < l->n; i++) {
-                const OrderRef *b = l->items + i;
-                first[i] = SIZE_MAX;
-                for (size_t j = (size_t) order_ref_hash(b) & (size - 1);; j = (j + 1) & (size - 1)) {
-                        if (slots[j] == 0) {
-                                slots[j] = i + 1;
-                                break;
-                        }
-                        const OrderRef *a = l->items + slots[j] - 1;
-                        if (strcasecmp(a->customer_id, b->customer_id) == 0 &&
-                            strcasecmp(a->order_id, b->order_id) == 0) {
-                                first[i] = slots[j] - 1;
-                                break;
-                        }
-                }
-        }
-
-        /* warnings first: compaction below overwrites the slots first[] points to */
-        for (size_t i = 0; warnings && i < l->n; i++) {
-                if (first[i] == SIZE_MAX)
-                        continue;
-                const OrderRef *o = l->items + i;
-                int r = strv_consume(warnings, strdup_printf("%s: order %s %s is listed twice (first at %s)",
-                                                             o->origin, o->customer_id, o->order_id,
-                                                             l->items[first[i]].origin));
-                if (r < 0)
-                        return r;
-        }
-
-        size_t n = 0;
-        for (size_t i = 0; i < l->n; i++) {
-                if (first[i] == SIZE_MAX)
-                        l->items[n++] = l->items[i];
-                else
-                        order_ref_done(l->items + i);
-        }
-        l->n = n;
-        return 0;
-}
-
-int config_read_orders_dir(const char *dir, FILE *err, OrderRef **orders, size_t *n_orders) {
-        MessageList errors = {};
-        OrderList l = {};
-        int r;
-
-        if (!dir || !orders || !n_orders)
-                return -EINVAL;
-        r = read_orders_dir(dir, &errors, &l);
-        if (r >= 0)
-                r = order_list_dedup(&l, NULL);
-        messages_print(&errors, err);
-        if (r >= 0 && errors.n > 0)
-                r = -EINVAL;
-        messages_done(&errors);
-        if (r < 0) {
-                order_list_done(&l);
-                return r;
-        }
-        *orders = l.items;
-        *n_orders = l.n;
-        return 0;
+        return l >= 1 && l <= WEBHOOK_NAME_MAX && ascii_alnum_or_in(s, l, "_-");
 }
 
 /* ---- the configuration object ---- */
@@ -1014,11 +190,6 @@ static void webhook_config_done(WebhookConfig *w) {
         strv_free(w->events);
         strv_free(w->headers);
         free(w->ca_file);
-}
-
-static void erase_and_free_string(char *s) {
-        if (s)
-                erase_and_free(s, strlen(s));
 }
 
 Config *config_free(Config *c) {
@@ -1045,6 +216,7 @@ Config *config_free(Config *c) {
         for (size_t i = 0; i < c->n_webhooks; i++)
                 webhook_config_done(c->webhooks + i);
         free(c->webhooks);
+        strv_free(c->discovery_customers);
         free(c->metrics_textfile);
         strv_free(c->warnings);
         free(c);
@@ -1075,14 +247,18 @@ static Config *config_new(const char *path) {
                 .resource = strdup(DEFAULT_ENDPOINT),
                 .timeout_usec = 30 * USEC_PER_SEC,
                 .locale = strdup("en-US"),
-                .interval_usec = 2 * 60 * USEC_PER_SEC,
-                .settled_interval_usec = 6 * 3600 * USEC_PER_SEC,
+                .interval_usec = 2 * USEC_PER_MINUTE,
+                .settled_interval_usec = 6 * USEC_PER_HOUR,
                 .terminal_statuses = default_terminal_statuses(),
                 .max_requests_per_minute = 300,
                 .concurrency = 8,
-                .not_found_grace_usec = 10 * 60 * USEC_PER_SEC,
+                .not_found_grace_usec = 10 * USEC_PER_MINUTE,
                 .failure_threshold = 3,
+                .stall_after_usec = USEC_PER_DAY,
                 .journal = JOURNAL_AUTO,
+                .discovery_interval_usec = USEC_PER_MINUTE,
+                .discovery_lookback_usec = 7 * USEC_PER_DAY,
+                .discovery_forget_after_usec = 30 * USEC_PER_DAY,
                 .orders_dir = strdup(DEFAULT_ORDERS_DIR),
                 .warnings = strv_new_empty(),
         };
@@ -1142,29 +318,29 @@ static size_t key_index(SectionType s, const char *name) {
         return k ? (size_t)(k - key_table) : 0;
 }
 
-static void parse_webhook_header(ConfigParser *p, const char *args) {
+static void parse_webhook_header(ConfigParser *p, unsigned line, const char *args) {
         char buf[ESCAPE_BUF];
         Config *c = p->config;
         bool plain = !*args;
         const char *name = plain ? "default" : args;
 
         if (!webhook_name_is_valid(name)) {
-                parser_error(p, p->line,
+                parser_error(p, line,
                              "%s:%u: [webhook %s]: not a valid webhook name (1 to 64 characters of A-Z a-z "
                              "0-9 _ -)",
-                             p->path, p->line, escape(buf, name, false));
+                             p->path, line, escape_message(buf, name, false));
                 return;
         }
         for (size_t i = 0; i < c->n_webhooks; i++)
                 if (streq(c->webhooks[i].name, name)) {
-                        parser_error(p, p->line, "%s:%u: [%s%s%s]: duplicate section (first at %s:%u)",
-                                     p->path, p->line, "webhook", plain ? "" : " ", plain ? "" : name,
+                        parser_error(p, line, "%s:%u: [%s%s%s]: duplicate section (first at %s:%u)",
+                                     p->path, line, "webhook", plain ? "" : " ", plain ? "" : name,
                                      p->path, p->meta[i].section_line);
                         return;
                 }
 
-        if (!GROW(c->webhooks, p->allocated_webhooks, c->n_webhooks + 1) ||
-            !GROW(p->meta, p->allocated_meta, c->n_webhooks + 1)) {
+        if (!GREEDY_REALLOC(c->webhooks, p->allocated_webhooks, c->n_webhooks + 1) ||
+            !GREEDY_REALLOC(p->meta, p->allocated_meta, c->n_webhooks + 1)) {
                 p->oom = true;
                 return;
         }
@@ -1173,13 +349,14 @@ static void parse_webhook_header(ConfigParser *p, const char *args) {
         *w = (WebhookConfig){
                 .name = strdup(name),
                 .timeout_usec = 15 * USEC_PER_SEC,
-                .retry_for_usec = 3 * 86400 * USEC_PER_SEC,
+                .retry_for_usec = 3 * USEC_PER_DAY,
                 .once_timeout_usec = 30 * USEC_PER_SEC,
+                .format = WEBHOOK_FORMAT_CLOUDEVENTS,
         };
         *m = (WebhookMeta){
                 .label = plain ? strdup("webhook") : strdup_printf("webhook %s", name),
                 .plain = plain,
-                .section_line = p->line,
+                .section_line = line,
         };
         c->n_webhooks++;
         if (!w->name || !m->label) {
@@ -1190,260 +367,105 @@ static void parse_webhook_header(ConfigParser *p, const char *args) {
         p->webhook = c->n_webhooks - 1;
 }
 
-static void parse_section_header(ConfigParser *p, char *line) {
+static int on_section(void *userdata, unsigned line, const char *name) {
+        ConfigParser *p = userdata;
         char buf[ESCAPE_BUF];
 
         p->section = SECTION_IGNORE;
-
-        char *end = find_chars_or_comment(line + 1, "]");
-        if (*end != ']') {
-                parser_error(p, p->line, "%s:%u: section header without closing \"]\"", p->path, p->line);
-                return;
-        }
-        *end = 0;
-        const char *rest = end + 1 + strspn(end + 1, WHITESPACE);
-        if (*rest && *rest != ';' && *rest != '#') {
-                parser_error(p, p->line, "%s:%u: unexpected text after section header", p->path, p->line);
-                return;
-        }
-        char *name = strip(line + 1);
-
-        if (strncmp(name, "webhook", 7) == 0 && (name[7] == 0 || isspace((unsigned char)name[7]))) {
-                parse_webhook_header(p, strip(name + 7));
-                return;
+        if (strncmp(name, "webhook", 7) == 0 && (name[7] == 0 || isspace((unsigned char) name[7]))) {
+                _cleanup_free_ char *args = strdup(name + 7);
+                if (!args)
+                        p->oom = true;
+                else
+                        parse_webhook_header(p, line, strip(args));
+                return 0;
         }
         for (SectionType s = 0; s < _SECTION_MAX; s++)
                 if (s != SECTION_WEBHOOK && streq(name, section_names[s])) {
                         p->section = s;
                         if (p->section_lines[s] == 0)
-                                p->section_lines[s] = p->line;
-                        return;
+                                p->section_lines[s] = line;
+                        return 0;
                 }
-        parser_error(p, p->line, "%s:%u: [%s]: unknown section", p->path, p->line, escape(buf, name, false));
+        parser_error(p, line, "%s:%u: [%s]: unknown section", p->path, line, escape_message(buf, name, false));
+        return 0;
 }
 
-/* Hands inih one line at a time, so that we know the line number of each key, catch over-long
- * lines and lines with NUL bytes, and see full section names (inih cuts them at 49 bytes).
- * Section headers, comments and bad lines are handled here and passed on as empty lines. Leading
- * whitespace is dropped, so an indented line is never a continuation of the previous value. */
-static char *config_reader(char *buf, int num, void *userdata) {
+static int on_syntax_error(void *userdata, unsigned line, ConfSyntaxError error) {
         ConfigParser *p = userdata;
-        char line[LINE_MAX_CHARS + 1];
 
-        if (p->pos >= p->size || num < 3)
-                return NULL;
-
-        const char *s = p->data + p->pos;
-        size_t left = p->size - p->pos;
-        const char *nl = memchr(s, '\n', left);
-        size_t len = nl ? (size_t)(nl - s) : left;
-        p->pos += nl ? len + 1 : len;
-        p->line++;
-
-        strcpy(buf, "\n");
-
-        if (p->line == 1 && len >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0) {
-                s += 3;
-                len -= 3;
-        }
-        if (len > 0 && s[len - 1] == '\r')
-                len--;
-        if (len > LINE_MAX_CHARS || len > (size_t)num - 1) {
-                parser_error(
-                        p, p->line,
-                        "%s:%u: line is longer than %d characters; put long values such as tokens in files",
-                        p->path, p->line, LINE_MAX_CHARS);
-                return buf;
-        }
-        if (memchr(s, 0, len)) {
-                parser_error(p, p->line, "%s:%u: line contains a NUL byte", p->path, p->line);
-                return buf;
-        }
-        while (len > 0 && isspace((unsigned char)*s)) {
-                s++;
-                len--;
-        }
-        memcpy(line, s, len);
-        line[len] = 0;
-
-        if (len == 0 || line[0] == '#' || line[0] == ';')
-                return buf;
-        if (line[0] == '[') {
-                parse_section_header(p, line);
-                return buf;
-        }
-        char *e = find_chars_or_comment(line, "=:");
-        if (*e != '=' && *e != ':') {
-                parser_error(p, p->line, "%s:%u: expected \"KEY = VALUE\", a [section] header or a comment",
-                             p->path, p->line);
-                return buf;
-        }
-        memcpy(buf, line, len);
-        if (len + 1 <= (size_t)num - 1)
-                buf[len++] = '\n';
-        buf[len] = 0;
-        return buf;
+        if (error == CONF_SECTION_UNCLOSED || error == CONF_SECTION_TRAILING_TEXT)
+                p->section = SECTION_IGNORE; /* its keys would only add errors */
+        parser_error(p, line, "%s:%u: %s", p->path, line, conf_syntax_error_to_string(error));
+        return 0;
 }
 
-static int config_handler(void *userdata, const char *section_unused, const char *name, const char *value) {
+static int on_assignment(void *userdata, unsigned line, const char *name, const char *value) {
         ConfigParser *p = userdata;
         char buf[ESCAPE_BUF];
 
         if (p->section == SECTION_IGNORE)
-                return 1;
+                return 0;
         if (p->section == SECTION_NONE) {
-                parser_error(p, p->line, "%s:%u: %s: key outside of any section", p->path, p->line,
-                             escape(buf, name, false));
-                return 1;
+                parser_error(p, line, "%s:%u: %s: key outside of any section", p->path, line,
+                             escape_message(buf, name, false));
+                return 0;
         }
         const char *label = section_label(p, p->section, p->webhook);
         if (!*name) {
-                parser_error(p, p->line, "%s:%u: [%s]: missing key name before \"=\"", p->path, p->line,
-                             label);
-                return 1;
+                parser_error(p, line, "%s:%u: [%s]: missing key name before \"=\"", p->path, line, label);
+                return 0;
         }
         const KeyDef *k = key_lookup(p->section, name);
         if (!k) {
-                parser_error(p, p->line, "%s:%u: [%s] %s: unknown key", p->path, p->line, label,
-                             escape(buf, name, false));
-                return 1;
+                parser_error(p, line, "%s:%u: [%s] %s: unknown key", p->path, line, label,
+                             escape_message(buf, name, false));
+                return 0;
         }
         if (!key_is_repeatable(k)) {
                 unsigned *seen = p->section == SECTION_WEBHOOK ? p->meta[p->webhook].seen : p->seen;
-                size_t i = (size_t)(k - key_table);
+                size_t i = (size_t) (k - key_table);
                 if (seen[i] != 0) {
-                        parser_error(p, p->line, "%s:%u: [%s] %s is set twice (first at %s:%u)", p->path,
-                                     p->line, label, k->name, p->path, seen[i]);
-                        return 1;
+                        parser_error(p, line, "%s:%u: [%s] %s is set twice (first at %s:%u)", p->path, line,
+                                     label, k->name, p->path, seen[i]);
+                        return 0;
                 }
-                seen[i] = p->line;
+                seen[i] = line;
         }
-        if (!GROW(p->assignments, p->allocated_assignments, p->n_assignments + 1)) {
+        if (!GREEDY_REALLOC(p->assignments, p->allocated_assignments, p->n_assignments + 1)) {
                 p->oom = true;
-                return 1;
+                return 0;
         }
         Assignment *a = p->assignments + p->n_assignments;
-        *a = (Assignment){.key = k, .webhook = p->webhook, .line = p->line, .value = strdup(value)};
+        *a = (Assignment) { .key = k, .webhook = p->webhook, .line = line, .value = strdup(value) };
         if (!a->value) {
                 p->oom = true;
-                return 1;
+                return 0;
         }
         p->n_assignments++;
-        return 1;
-}
-
-_printf_(3, 4) static void key_error(ConfigParser *p, const Assignment *a, const char *fmt, ...) {
-        _cleanup_free_ char *tail = NULL;
-        va_list ap;
-
-        va_start(ap, fmt);
-        int r = vasprintf(&tail, fmt, ap);
-        va_end(ap);
-        if (r < 0) {
-                tail = NULL;
-                p->oom = true;
-                return;
-        }
-        parser_error(p, a->line, "%s:%u: [%s] %s: %s", p->path, a->line,
-                     section_label(p, a->key->section, a->webhook), a->key->name, tail);
-        bool *invalid = a->key->section == SECTION_WEBHOOK ? p->meta[a->webhook].invalid : p->invalid;
-        invalid[a->key - key_table] = true;
-}
-
-static void set_string(ConfigParser *p, char **field, const char *v) {
-        char *s = strdup(v);
-        if (!s) {
-                p->oom = true;
-                return;
-        }
-        free(*field);
-        *field = s;
-}
-
-/* Space-separated words appended to *l; lowercased when asked. */
-static int strv_split_append(char ***l, const char *v, bool lower) {
-        for (const char *s = v + strspn(v, WHITESPACE); *s; s += strspn(s, WHITESPACE)) {
-                size_t n = strcspn(s, WHITESPACE);
-                char *w = strndup(s, n);
-                if (w && lower)
-                        for (char *q = w; *q; q++)
-                                *q = (char)tolower((unsigned char)*q);
-                int r = strv_consume(l, w);
-                if (r < 0)
-                        return r;
-                s += n;
-        }
         return 0;
 }
 
-static void apply_header(ConfigParser *p, const Assignment *a, char ***headers, const char *v) {
-        static const char *const reserved[] = {
-                "content-type",      "content-length",    "host", "transfer-encoding", "webhook-id",
-                "webhook-timestamp", "webhook-signature",
-        };
-        char buf[ESCAPE_BUF];
-
-        /* never quote the value: it is likely a credential */
-        const char *colon = strchr(v, ':');
-        if (!colon) {
-                key_error(p, a, "expected \"NAME: VALUE\"");
-                return;
-        }
-        _cleanup_free_ char *name = strndup(v, (size_t)(colon - v));
-        if (!name) {
-                p->oom = true;
-                return;
-        }
-        char *n = strip(name);
-        bool token = *n != 0;
-        for (const char *q = n; *q; q++)
-                if (!http_token_char((unsigned char)*q))
-                        token = false;
-        if (!token) {
-                key_error(p, a, "%s is not a valid header name", escape(buf, n, true));
-                return;
-        }
-        for (size_t i = 0; i < ELEMENTSOF(reserved); i++)
-                if (strcasecmp(n, reserved[i]) == 0) {
-                        key_error(p, a, "header %s is set by provwatch", escape(buf, n, true));
-                        return;
-                }
-        const char *value = colon + 1 + strspn(colon + 1, WHITESPACE);
-        if (!*value) {
-                key_error(p, a, "header %s has an empty value", escape(buf, n, true));
-                return;
-        }
-        for (const char *q = value; *q; q++)
-                if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f) {
-                        key_error(p, a, "value of header %s contains control characters",
-                                  escape(buf, n, true));
-                        return;
-                }
-        if (!*headers) {
-                *headers = strv_new_empty();
-                if (!*headers) {
-                        p->oom = true;
-                        return;
-                }
-        }
-        if (strv_consume(headers, strdup_printf("%s: %s", n, value)) < 0)
-                p->oom = true;
+/* "provwatch.conf:12: [poll] interval: " + why; the key counts as invalid from then on. */
+static void key_error(ConfigParser *p, const Assignment *a, const char *why) {
+        parser_error(p, a->line, "%s:%u: [%s] %s: %s", p->path, a->line,
+                     section_label(p, a->key->section, a->webhook), a->key->name, why);
+        bool *invalid = a->key->section == SECTION_WEBHOOK ? p->meta[a->webhook].invalid : p->invalid;
+        invalid[a->key - key_table] = true;
 }
 
 static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v) {
         const KeyDef *k = a->key;
         bool webhook = k->section == SECTION_WEBHOOK;
+        _cleanup_free_ char *error = NULL;
         void *base;
-        char buf[ESCAPE_BUF];
-        uint64_t usec;
-        unsigned u;
         int r;
 
         if (k->type == VALUE_SECRET_FILE)
-                base = webhook ? (void *)(p->meta + a->webhook) : (void *)&p->secret_files;
+                base = webhook ? (void *) (p->meta + a->webhook) : (void *) &p->secret_files;
         else
-                base = webhook ? (void *)(p->config->webhooks + a->webhook) : (void *)p->config;
-        void *field = (char *)base + k->offset;
+                base = webhook ? (void *) (p->config->webhooks + a->webhook) : (void *) p->config;
+        void *field = (char *) base + k->offset;
 
         /* An empty value means the default; for a list, it empties what came before. */
         if (!*v) {
@@ -1453,12 +475,13 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
                         break;
                 case VALUE_EVENTS:
                 case VALUE_HEADER:
-                        *(char ***)field = strv_free(*(char ***)field);
+                case VALUE_CUSTOMERS:
+                        *(char ***) field = strv_free(*(char ***) field);
                         break;
                 case VALUE_PATH:
                         /* "orders-dir =" turns the directory off; its default is a real path */
-                        if (field == (void *)&p->config->orders_dir)
-                                *(char **)field = mfree(*(char **)field);
+                        if (field == (void *) &p->config->orders_dir)
+                                *(char **) field = mfree(*(char **) field);
                         break;
                 default:
                         break;
@@ -1466,154 +489,22 @@ static void apply_assignment(ConfigParser *p, const Assignment *a, const char *v
                 return;
         }
 
-        switch (k->type) {
-        case VALUE_STRING:
-                if (has_space_or_control_chars(v))
-                        key_error(p, a, "%s contains spaces or control characters", escape(buf, v, true));
-                else
-                        set_string(p, field, v);
-                break;
-
-        case VALUE_PATH:
-                if (has_control_chars(v))
-                        key_error(p, a, "%s contains control characters", escape(buf, v, true));
-                else
-                        set_string(p, field, v);
-                break;
-
-        case VALUE_SECRET_FILE: {
+        if (k->type == VALUE_ORDER) {
+                char why[ORDER_WHY_MAX];
+                r = order_list_add_line(&p->orders, v, p->path, a->line, why, sizeof why);
+                if (r == -EINVAL)
+                        key_error(p, a, why);
+        } else if (k->type == VALUE_SECRET_FILE) {
                 Setting *s = field;
-                if (has_control_chars(v))
-                        key_error(p, a, "%s contains control characters", escape(buf, v, true));
-                else {
-                        set_string(p, &s->value, v);
+                r = value_set(k->type, &k->range, &s->value, v, &error);
+                if (r >= 0)
                         s->line = a->line;
-                }
-                break;
-        }
-
-        case VALUE_URL:
-        case VALUE_ENDPOINT:
-                if (!url_is_valid(v, k->type == VALUE_ENDPOINT)) {
-                        _cleanup_free_ char *masked = url_mask_password(v);
-                        if (!masked) {
-                                p->oom = true;
-                                break;
-                        }
-                        key_error(p, a, "%s is not an http:// or https:// URL with a host%s",
-                                  escape(buf, masked, true),
-                                  k->type == VALUE_ENDPOINT ? " (and without query or fragment)" : "");
-                        break;
-                }
-                set_string(p, field, v);
-                if (k->type == VALUE_ENDPOINT && *(char **)field) {
-                        char *e = *(char **)field;
-                        size_t l = strlen(e);
-                        while (l > 0 && e[l - 1] == '/')
-                                e[--l] = 0;
-                }
-                break;
-
-        case VALUE_API_VERSION:
-                if (!api_version_is_valid(v))
-                        key_error(p, a, "%s is not an API version such as 1", escape(buf, v, true));
-                else
-                        set_string(p, field, v);
-                break;
-
-        case VALUE_AUTH: {
-                AuthMode *m = field;
-                if (streq(v, "refresh-token"))
-                        *m = AUTH_REFRESH_TOKEN;
-                else if (streq(v, "client-credentials"))
-                        *m = AUTH_CLIENT_CREDENTIALS;
-                else if (streq(v, "token-file"))
-                        *m = AUTH_TOKEN_FILE;
-                else
-                        key_error(p, a, "%s is not one of refresh-token, client-credentials, token-file",
-                                  escape(buf, v, true));
-                break;
-        }
-
-        case VALUE_TENANT_ID:
-                if (strlen(v) > 255 || !chars_in_set(v, strlen(v), ".-"))
-                        key_error(p, a, "%s is not a tenant ID (a GUID or a domain name)",
-                                  escape(buf, v, true));
-                else
-                        set_string(p, field, v);
-                break;
-
-        case VALUE_CLIENT_ID:
-                if (!id_is_valid(v, strlen(v)))
-                        key_error(p, a, "%s is not a client ID (such as a GUID)", escape(buf, v, true));
-                else
-                        set_string(p, field, v);
-                break;
-
-        case VALUE_LOCALE:
-                if (strlen(v) > 35 || !chars_in_set(v, strlen(v), "-"))
-                        key_error(p, a, "%s is not a locale such as en-US", escape(buf, v, true));
-                else
-                        set_string(p, field, v);
-                break;
-
-        case VALUE_TIMESPAN:
-                if (parse_timespan(v, &usec) < 0)
-                        key_error(p, a, "%s is not a time span", escape(buf, v, true));
-                else if (usec == 0 && k->min > 0)
-                        key_error(p, a, "%s must be greater than zero", escape(buf, v, true));
-                else
-                        *(uint64_t *)field = usec;
-                break;
-
-        case VALUE_UNSIGNED:
-                if (parse_unsigned(v, k->max, &u) < 0 || u < k->min)
-                        key_error(p, a, "%s is not a number between %u and %u", escape(buf, v, true), k->min,
-                                  k->max);
-                else
-                        *(unsigned *)field = u;
-                break;
-
-        case VALUE_JOURNAL: {
-                JournalMode *m = field;
-                if (strcasecmp(v, "auto") == 0)
-                        *m = JOURNAL_AUTO;
-                else if ((r = parse_boolean(v)) >= 0)
-                        *m = r ? JOURNAL_YES : JOURNAL_NO;
-                else
-                        key_error(p, a, "%s is not auto or a boolean (yes, no, true, false, 1, 0)",
-                                  escape(buf, v, true));
-                break;
-        }
-
-        case VALUE_STATUSES:
-        case VALUE_EVENTS: {
-                if (has_control_chars(v)) {
-                        key_error(p, a, "%s contains control characters", escape(buf, v, true));
-                        break;
-                }
-                char ***l = field;
-                if (k->type == VALUE_STATUSES)
-                        *l = strv_free(*l);
-                if (strv_split_append(l, v, k->type == VALUE_STATUSES) < 0)
-                        p->oom = true;
-                break;
-        }
-
-        case VALUE_ORDER: {
-                char why[ESCAPE_BUF + 128];
-                r = order_parse_and_add(&p->orders, v, p->path, a->line, why, sizeof why);
-                if (r == -ENOMEM)
-                        p->oom = true;
-                else if (r < 0)
-                        key_error(p, a, "%s", why);
-                break;
-        }
-
-        case VALUE_HEADER:
-                apply_header(p, a, field, v);
-                break;
-        }
+        } else
+                r = value_set(k->type, &k->range, field, v, &error);
+        if (r == -ENOMEM)
+                p->oom = true;
+        else if (error)
+                key_error(p, a, error);
 }
 
 static void apply_all(ConfigParser *p) {
@@ -1623,8 +514,7 @@ static void apply_all(ConfigParser *p) {
         /* {tenant-id} is replaced in every value, wherever tenant-id is set. */
         for (size_t i = 0; i < p->n_assignments; i++) {
                 const Assignment *a = p->assignments + i;
-                if ((size_t)(a->key - key_table) == tenant_key && *a->value && strlen(a->value) <= 255 &&
-                    chars_in_set(a->value, strlen(a->value), ".-"))
+                if ((size_t)(a->key - key_table) == tenant_key && tenant_id_is_valid(a->value))
                         tenant = a->value;
         }
 
@@ -1680,128 +570,30 @@ _printf_(3, 4) static void section_error(ConfigParser *p, size_t webhook_or_sect
         if (line > 0)
                 parser_error(p, line, "%s:%u: [%s]: %s", p->path, line, label, tail);
         else
-                parser_error(p, UINT_MAX, "%s: [%s]: %s", p->path, label, tail);
+                parser_error(p, MESSAGE_NO_LINE, "%s: [%s]: %s", p->path, label, tail);
 }
-
-typedef enum SecretKind {
-        SECRET_TEXT,    /* one line of printable characters */
-        SECRET_WEBHOOK, /* whsec_<base64> or raw bytes */
-} SecretKind;
 
 /* Returns 1 when loaded, 0 when neither the credential nor the file is there, -EINVAL when a
  * problem was reported, -ENOMEM. */
 static int load_secret(ConfigParser *p, const char *credential, const Setting *file, const char *label,
                        const char *key, SecretKind kind, char **ret, size_t *ret_size, char **ret_origin) {
-        char buf[ESCAPE_BUF];
-        _cleanup_free_ char *cred_path = NULL, *origin = NULL, *where = NULL;
-        char *data = NULL;
-        size_t size = 0;
-        const char *path;
-        struct stat st;
-        int r;
+        _cleanup_free_ char *error = NULL;
+        Secret secret = {};
 
-        const char *dir = getenv("CREDENTIALS_DIRECTORY");
-        if (!isempty(dir)) {
-                cred_path = path_join(dir, credential);
-                if (!cred_path)
-                        return -ENOMEM;
-                r = read_full_file(cred_path, SECRET_FILE_MAX, &data, &size);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0 && r != -ENOENT) {
-                        parser_error(p, UINT_MAX, "%s: credential %s: cannot read %s: %s", p->path,
-                                     credential, escape(buf, cred_path, true),
-                                     r == -EFBIG ? "file is larger than 64 KiB" : strerror(-r));
-                        return -EINVAL;
-                }
-                if (r >= 0) {
-                        origin = strdup_printf("credential %s", credential);
-                        where = strdup_printf("%s: credential %s", p->path, credential);
-                        path = cred_path;
-                        goto found;
-                }
+        int r = secret_load(credential, file->value, kind, &p->config->warnings, &secret, &error);
+        if (r == -EINVAL) {
+                if (secret.from_credential)
+                        parser_error(p, MESSAGE_NO_LINE, "%s: credential %s: %s", p->path, credential, error);
+                else
+                        parser_error(p, file->line, "%s:%u: [%s] %s: %s", p->path, file->line, label, key,
+                                     error);
         }
-        if (!file->value)
-                return 0;
-
-        path = file->value;
-        where = strdup_printf("%s:%u: [%s] %s", p->path, file->line, label, key);
-        if (!where)
-                return -ENOMEM;
-        /* a FIFO or device would block or never end */
-        if (stat(path, &st) < 0) {
-                parser_error(p, file->line, "%s: cannot read %s: %s", where, escape(buf, path, true),
-                             strerror(errno));
-                return -EINVAL;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                parser_error(p, file->line, "%s: cannot read %s: not a regular file", where,
-                             escape(buf, path, true));
-                return -EINVAL;
-        }
-        r = read_full_file(path, SECRET_FILE_MAX, &data, &size);
-        if (r == -ENOMEM)
+        if (r <= 0)
                 return r;
-        if (r < 0) {
-                parser_error(p, file->line, "%s: cannot read %s: %s", where, escape(buf, path, true),
-                             r == -EFBIG ? "file is larger than 64 KiB" : strerror(-r));
-                return -EINVAL;
-        }
-        if ((st.st_mode & 0077) != 0 &&
-            parser_warning(p, strdup_printf("%s is accessible by other users; secrets should be mode 0600",
-                                            path)) < 0) {
-                erase_and_free(data, size);
-                return -ENOMEM;
-        }
-        origin = strdup(path);
-
-found:
-        if (!origin || !where) {
-                erase_and_free(data, size);
-                return -ENOMEM;
-        }
-        unsigned line = cred_path ? UINT_MAX : file->line;
-        if (kind == SECRET_WEBHOOK) {
-                char *key_bytes = NULL;
-                size_t key_size = 0;
-                r = webhook_secret_decode(data, size, &key_bytes, &key_size);
-                erase_and_free(data, size);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0) {
-                        parser_error(p, line, "%s: %s starts with \"whsec_\" but is not valid base64", where,
-                                     escape(buf, path, true));
-                        return -EINVAL;
-                }
-                if (key_size == 0) {
-                        erase_and_free(key_bytes, key_size);
-                        parser_error(p, line, "%s: %s is empty", where, escape(buf, path, true));
-                        return -EINVAL;
-                }
-                *ret = key_bytes;
-                *ret_size = key_size;
-        } else {
-                if (size > 0 && data[size - 1] == '\n') {
-                        data[--size] = 0;
-                        if (size > 0 && data[size - 1] == '\r')
-                                data[--size] = 0;
-                }
-                bool bad = false;
-                for (size_t i = 0; i < size; i++)
-                        if ((unsigned char)data[i] < 0x20 || (unsigned char)data[i] == 0x7f)
-                                bad = true;
-                if (size == 0 || bad) {
-                        parser_error(p, line, "%s: %s %s", where, escape(buf, path, true),
-                                     size == 0 ? "is empty"
-                                               : "holds more than one line or control characters");
-                        erase_and_free(data, size);
-                        return -EINVAL;
-                }
-                *ret = data;
-                if (ret_size)
-                        *ret_size = size;
-        }
-        *ret_origin = TAKE_PTR(origin);
+        *ret = secret.data;
+        if (ret_size)
+                *ret_size = secret.size;
+        *ret_origin = secret.origin;
         return 1;
 }
 
@@ -1813,12 +605,12 @@ static int check_readable(ConfigParser *p, const char *path, size_t key, size_t 
         if (!path || access(path, R_OK) >= 0)
                 return 0;
         parser_error(p, line, "%s:%u: [%s] %s: cannot read %s: %s", p->path, line,
-                     section_label(p, k->section, webhook), k->name, escape(buf, path, true),
+                     section_label(p, k->section, webhook), k->name, escape_message(buf, path, true),
                      strerror(errno));
         return -EINVAL;
 }
 
-static const char *auth_mode_to_string(AuthMode m) {
+const char *auth_mode_to_string(AuthMode m) {
         switch (m) {
         case AUTH_REFRESH_TOKEN:
                 return "refresh-token";
@@ -1966,25 +758,15 @@ int config_load_full(const char *path, ConfigFlags flags, FILE *err, Config **re
                 .path = path,
                 .flags = flags,
                 .config = c,
-                .data = data,
-                .size = size,
                 .section = SECTION_NONE,
         };
 
-        r = ini_parse_stream(config_reader, &p, config_handler, &p);
-        if (r < 0) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        if (r > 0) {
-                /* Every line inih could reject was checked by config_reader(); be safe anyway. */
-                bool known = false;
-                for (size_t i = 0; i < p.errors.n; i++)
-                        if (p.errors.items[i].line == (unsigned)r)
-                                known = true;
-                if (!known)
-                        parser_error(&p, (unsigned)r, "%s:%d: syntax error", path, r);
-        }
+        static const ConfParserOps ops = {
+                .section = on_section,
+                .assignment = on_assignment,
+                .syntax_error = on_syntax_error,
+        };
+        (void) conf_parse(data, size, &ops, &p); /* the callbacks always go on */
 
         apply_all(&p);
 
@@ -2000,7 +782,7 @@ int config_load_full(const char *path, ConfigFlags flags, FILE *err, Config **re
                 goto finish;
 
         if (c->orders_dir) {
-                r = read_orders_dir(c->orders_dir, &p.errors, &p.orders);
+                r = order_list_read_dir(&p.orders, c->orders_dir, &p.errors);
                 if (r == -ENOMEM)
                         goto finish;
         }
@@ -2029,119 +811,4 @@ finish:
 
 int config_load(const char *path, FILE *err, Config **ret) {
         return config_load_full(path, 0, err, ret);
-}
-
-/* ---- summary ---- */
-
-static const char *journal_mode_to_string(JournalMode m) {
-        switch (m) {
-        case JOURNAL_AUTO:
-                return "auto (when the journal socket exists)";
-        case JOURNAL_YES:
-                return "yes";
-        case JOURNAL_NO:
-                return "no";
-        }
-        return "?";
-}
-
-static void print_list(FILE *out, char *const *l, const char *empty) {
-        if (!l || !*l) {
-                fputs(empty, out);
-                return;
-        }
-        for (size_t i = 0; l[i]; i++)
-                fprintf(out, "%s%s", i > 0 ? " " : "", l[i]);
-}
-
-void config_print_summary(const Config *c, FILE *out) {
-        char t[64];
-
-        if (!c || !out)
-                return;
-
-        fprintf(out, "Configuration %s\n\n", c->path);
-
-        fprintf(out, "[partner-center]\n");
-        fprintf(out, "  endpoint:            %s/v%s\n", c->endpoint, c->api_version);
-        fprintf(out, "  auth:                %s\n", auth_mode_to_string(c->auth));
-        if (c->auth == AUTH_TOKEN_FILE)
-                fprintf(out, "  token file:          %s\n", c->token_file ? c->token_file : "(not set)");
-        else {
-                fprintf(out, "  tenant:              %s\n", c->tenant_id ? c->tenant_id : "(not set)");
-                fprintf(out, "  client id:           %s\n", c->client_id ? c->client_id : "(not set)");
-                fprintf(out, "  client secret:       %s\n",
-                        c->client_secret_origin ? c->client_secret_origin : "(none)");
-                if (c->auth == AUTH_REFRESH_TOKEN)
-                        fprintf(out,
-                                "  initial refresh token: %s (a newer rotated token in the state store "
-                                "wins)\n",
-                                c->refresh_token_origin ? c->refresh_token_origin : "(none)");
-                fprintf(out, "  token endpoint:      %s\n", c->token_endpoint);
-                fprintf(out, "  resource:            %s\n", c->resource);
-        }
-        fprintf(out, "  extra CA file:       %s\n", c->ca_file ? c->ca_file : "(none)");
-        fprintf(out, "  timeout:             %s\n", format_timespan(t, sizeof t, c->timeout_usec));
-        fprintf(out, "  locale:              %s\n", c->locale);
-
-        fprintf(out, "\n[poll]\n");
-        fprintf(out, "  interval:            %s\n", format_timespan(t, sizeof t, c->interval_usec));
-        if (c->settled_interval_usec == 0)
-                fprintf(out, "  settled interval:    0 (settled orders are not polled again)\n");
-        else
-                fprintf(out, "  settled interval:    %s\n",
-                        format_timespan(t, sizeof t, c->settled_interval_usec));
-        fprintf(out, "  terminal statuses:   ");
-        print_list(out, c->terminal_statuses, "(none)");
-        fputc('\n', out);
-        if (c->max_requests_per_minute == 0)
-                fprintf(out, "  request budget:      unlimited\n");
-        else
-                fprintf(out, "  request budget:      %u per minute\n", c->max_requests_per_minute);
-        fprintf(out, "  concurrency:         %u\n", c->concurrency);
-        fprintf(out, "  not-found grace:     %s\n", format_timespan(t, sizeof t, c->not_found_grace_usec));
-        fprintf(out, "  failure threshold:   %u\n", c->failure_threshold);
-
-        fprintf(out, "\n[orders]\n");
-        fprintf(out, "  orders directory:    %s\n", c->orders_dir ? c->orders_dir : "(none)");
-        fprintf(out, "  orders:              %zu\n", c->n_orders);
-        for (size_t i = 0; i < c->n_orders && i < SUMMARY_ORDERS_MAX; i++)
-                fprintf(out, "    %s %s (%s)\n", c->orders[i].customer_id, c->orders[i].order_id,
-                        c->orders[i].origin);
-        if (c->n_orders > SUMMARY_ORDERS_MAX)
-                fprintf(out, "    ... and %zu more\n", c->n_orders - SUMMARY_ORDERS_MAX);
-
-        fprintf(out, "\n[state]\n  directory:           %s\n",
-                c->state_directory ? c->state_directory : "(none)");
-        fprintf(out, "\n[journal]\n  enabled:             %s\n", journal_mode_to_string(c->journal));
-
-        for (size_t i = 0; i < c->n_webhooks; i++) {
-                const WebhookConfig *w = c->webhooks + i;
-                _cleanup_free_ char *url = w->url ? url_mask_password(w->url) : NULL;
-
-                fprintf(out, "\n[webhook %s]\n", w->name);
-                fprintf(out, "  url:                 %s\n", url ? url : "(not set)");
-                fprintf(out, "  events:              ");
-                print_list(out, w->events, "*");
-                fputc('\n', out);
-                fprintf(out, "  headers:             ");
-                if (!w->headers || !w->headers[0])
-                        fputs("(none)", out);
-                for (size_t j = 0; w->headers && w->headers[j]; j++)
-                        fprintf(out, "%s%.*s", j > 0 ? ", " : "", (int)strcspn(w->headers[j], ":"),
-                                w->headers[j]);
-                fputc('\n', out);
-                fprintf(out, "  secret:              %s\n",
-                        w->secret_origin ? w->secret_origin : "(none: requests are not signed)");
-                fprintf(out, "  timeout:             %s\n", format_timespan(t, sizeof t, w->timeout_usec));
-                fprintf(out, "  retry for:           %s\n", format_timespan(t, sizeof t, w->retry_for_usec));
-                fprintf(out, "  once timeout:        %s\n",
-                        format_timespan(t, sizeof t, w->once_timeout_usec));
-                fprintf(out, "  extra CA file:       %s\n", w->ca_file ? w->ca_file : "(none)");
-        }
-        if (c->n_webhooks == 0)
-                fprintf(out, "\n[webhook]\n  (none)\n");
-
-        fprintf(out, "\n[metrics]\n  textfile:            %s\n",
-                c->metrics_textfile ? c->metrics_textfile : "(none)");
 }

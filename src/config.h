@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "orders-file.h"
 #include "util.h"
+#include "webhook-format.h"
 
 /* The configuration of SPEC §2, fully parsed and validated. Pure data: everything that needs
  * I/O (secrets, orders-dir files) is read by config_load() into plain fields. */
@@ -22,12 +24,6 @@ typedef enum JournalMode {
         JOURNAL_NO,
 } JournalMode;
 
-typedef struct OrderRef {
-        char *customer_id;
-        char *order_id;
-        char *origin; /* "provwatch.conf:12" or "orders.d/a.list:3", for messages */
-} OrderRef;
-
 typedef struct WebhookConfig {
         char *name;          /* "default" for the plain [webhook] section (so [webhook default] is a duplicate) */
         char *url;
@@ -35,6 +31,7 @@ typedef struct WebhookConfig {
         size_t secret_size;
         char *secret_origin; /* "credential webhook-NAME-secret" or the file path; never the secret */
         char **events;       /* NULL-terminated glob patterns; default {"*"} */
+        WebhookFormat format; /* the body: CloudEvent (default), Teams or Slack message (SPEC §10) */
         char **headers;      /* NULL-terminated "Name: value"; an empty list, never NULL */
         uint64_t timeout_usec;
         uint64_t retry_for_usec;
@@ -70,6 +67,7 @@ typedef struct Config {
         unsigned concurrency;
         uint64_t not_found_grace_usec;
         unsigned failure_threshold;
+        uint64_t stall_after_usec; /* order.stalled after this long without a change (SPEC §9); 0 = off */
 
         /* [orders] */
         OrderRef *orders; /* from order= keys and orders-dir files, deduplicated, in file order */
@@ -85,6 +83,15 @@ typedef struct Config {
         /* [webhook], [webhook NAME] */
         WebhookConfig *webhooks;
         size_t n_webhooks;
+
+        /* [discovery]: finding the orders the partner tenant places in the activity log (SPEC §8).
+         * A configuration need not name any order; with discovery on, that is the usual case. */
+        bool discovery_enabled;
+        uint64_t discovery_interval_usec;       /* how often the activity log is read; never 0 */
+        uint64_t discovery_lookback_usec;       /* first start: orders created this far back; at most 89d */
+        char **discovery_customers;             /* NULL-terminated customer IDs; NULL or empty = all */
+        uint64_t discovery_forget_after_usec;   /* a discovered order settled this long is dropped; 0 = never */
+        uint64_t discovery_sweep_interval_usec; /* also list customers' orders this often; 0 = off */
 
         /* [metrics] */
         char *metrics_textfile;
@@ -114,25 +121,8 @@ static inline void config_freep(Config **c) {
         config_free(*c);
 }
 
-/* Reads every *.list file in dir (sorted by name) into orders. Used by config_load() and again
- * by the daemon when the directory changes. Bad lines are reported on err as
- * "dir/file.list:3: …" and make it return -EINVAL. A missing directory gives an empty list; one
- * that cannot be read is reported and returns its -errno. Repeated orders (IDs compared
- * case-insensitively) are dropped, keeping the first. */
-int config_read_orders_dir(const char *dir, FILE *err, OrderRef **orders, size_t *n_orders);
-void order_refs_free(OrderRef *orders, size_t n);
-
-/* Human summary for check-config, no secrets. */
+/* Human summary for check-config, no secrets (config-summary.c). */
 void config_print_summary(const Config *c, FILE *out);
 
-/* Value parsers (also used by tests and fuzzers). Return 0 or -EINVAL. */
-int parse_timespan(const char *s, uint64_t *ret_usec);  /* "90s", "5m", "1h30m", "250ms", "0"; bare number = seconds */
-int parse_boolean(const char *s);                       /* 1, 0, or -EINVAL */
-int parse_unsigned(const char *s, unsigned max, unsigned *ret);
-
-/* Standard Webhooks secret: "whsec_<base64>" decoded, else the raw bytes (trailing newline
- * stripped). Returns -EINVAL for whsec_ with bad base64. */
-int webhook_secret_decode(const char *text, size_t size, char **ret, size_t *ret_size);
-
-/* glob match of an event type against a webhook's patterns (fnmatch). */
-bool webhook_wants_event(const WebhookConfig *w, const char *event_type);
+/* "refresh-token", "client-credentials", "token-file" */
+const char *auth_mode_to_string(AuthMode m);

@@ -1,15 +1,22 @@
 /* SPDX-License-Identifier: MIT */
+#include "alloc-util.h"
+#include "hashmap.h"
 #include "orders.h"
 
-static size_t order_hash(const char *c, const char *o) {
-        size_t h = 1469598103934665603ULL;
-        for (const char *p = c; *p; p++)
-                h = (h ^ (unsigned char) *p) * 1099511628211ULL;
-        h = (h ^ 0x1f) * 1099511628211ULL;
-        for (const char *p = o; *p; p++)
-                h = (h ^ (unsigned char) *p) * 1099511628211ULL;
-        return h;
+/* The key of an order is its row's pair of ids. */
+static uint64_t order_key_hash(const void *key) {
+        const OrderRow *r = key;
+        uint64_t h = hash_bytes(r->customer_id, strlen(r->customer_id), FNV_OFFSET);
+        h = hash_bytes("", 1, h);
+        return hash_bytes(r->order_id, strlen(r->order_id), h);
 }
+
+static bool order_key_equal(const void *a, const void *b) {
+        const OrderRow *x = a, *y = b;
+        return streq(x->customer_id, y->customer_id) && streq(x->order_id, y->order_id);
+}
+
+static const HashOps order_key_ops = { .hash = order_key_hash, .equal = order_key_equal };
 
 void orders_done(Orders *t) {
         for (size_t i = 0; i < ELEMENTSOF(t->queues); i++)
@@ -19,65 +26,35 @@ void orders_done(Orders *t) {
                 free(t->all[i]);
         }
         free(t->all);
-        free(t->buckets);
+        hashmap_free(t->map);
         *t = (Orders) {};
 }
 
 Order *orders_find(const Orders *t, const char *c, const char *o) {
-        if (!t->buckets)
-                return NULL;
-        for (Order *x = t->buckets[order_hash(c, o) & (t->n_buckets - 1)]; x; x = x->hash_next)
-                if (streq(x->row.customer_id, c) && streq(x->row.order_id, o))
-                        return x;
-        return NULL;
-}
-
-static int hash_grow(Orders *t) {
-        size_t size = t->n_buckets ? t->n_buckets * 2 : 1024;
-        Order **b = calloc(size, sizeof *b);
-        if (!b)
-                return -ENOMEM;
-        for (size_t i = 0; i < t->n; i++) {
-                Order *x = t->all[i];
-                size_t k = order_hash(x->row.customer_id, x->row.order_id) & (size - 1);
-                x->hash_next = b[k];
-                b[k] = x;
-        }
-        free(t->buckets);
-        t->buckets = b;
-        t->n_buckets = size;
-        return 0;
+        const OrderRow key = { .customer_id = (char *) c, .order_id = (char *) o };
+        return t->map ? hashmap_get(t->map, &key) : NULL;
 }
 
 Order *orders_ensure(Orders *t, const char *c, const char *o) {
         Order *x = orders_find(t, c, o);
         if (x)
                 return x;
-        if (t->n + 1 > t->n_buckets / 2 && hash_grow(t) < 0)
+        if (!t->map && !(t->map = hashmap_new(&order_key_ops)))
                 return NULL;
-        if (t->n == t->n_alloc) {
-                size_t a = t->n_alloc ? t->n_alloc * 2 : 1024;
-                Order **all = realloc(t->all, a * sizeof *all);
-                if (!all)
-                        return NULL;
-                t->all = all;
-                t->n_alloc = a;
-        }
+        if (!GREEDY_REALLOC(t->all, t->n_alloc, t->n + 1))
+                return NULL;
         x = calloc(1, sizeof *x);
         if (!x)
                 return NULL;
         x->row.customer_id = strdup(c);
         x->row.order_id = strdup(o);
-        if (!x->row.customer_id || !x->row.order_id) {
+        if (!x->row.customer_id || !x->row.order_id || hashmap_put(t->map, &x->row, x) < 0) {
                 order_row_done(&x->row);
                 free(x);
                 return NULL;
         }
         x->hi.heap_pos = SIZE_MAX;
         x->queue = ORDER_QUEUE_NONE;
-        size_t k = order_hash(c, o) & (t->n_buckets - 1);
-        x->hash_next = t->buckets[k];
-        t->buckets[k] = x;
         t->all[t->n++] = x;
         return x;
 }

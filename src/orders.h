@@ -40,14 +40,14 @@ typedef struct Order {
         unsigned backoff_failures; /* failed polls and failed commits in a row, in memory */
         unsigned throttled;        /* 429s of this order in `once` */
         bool once_done;
-        struct Order *hash_next;
 } Order;
+
+typedef struct Hashmap Hashmap;
 
 typedef struct Orders {
         Order **all; /* in order of creation */
         size_t n, n_alloc;
-        Order **buckets;
-        size_t n_buckets;
+        Hashmap *map; /* (customer id, order id) → Order */
         size_t n_watched;
         Heap queues[_ORDER_QUEUE_MAX];
 } Orders;

@@ -6,7 +6,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "alloc-util.h"
+#include "http-syntax.h"
 #include "partner-center.h"
+#include "strv.h"
 #include "json-util.h"
 
 /* Ten years, a sanity bound for expires_in. */
@@ -20,16 +23,6 @@ _printf_(1, 2) static const char *reasonf(const char *fmt, ...) {
         vsnprintf(reason_buffer, sizeof reason_buffer, fmt, ap);
         va_end(ap);
         return reason_buffer;
-}
-
-static void strv_free(char **l) {
-        for (char **p = l; p && *p; p++)
-                free(*p);
-        free(l);
-}
-
-static void strv_freep(char ***l) {
-        strv_free(*l);
 }
 
 static bool is_json_space(char c) {
@@ -258,29 +251,6 @@ static int parse_item(json_object *o, size_t i, LineItem *ret, const char **reas
         return r;
 }
 
-/* HTTP token characters (RFC 9110 §5.6.2). */
-static bool header_name_is_valid(const char *s) {
-        if (isempty(s))
-                return false;
-        for (const char *p = s; *p; p++) {
-                unsigned char c = (unsigned char) *p;
-                if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                      strchr("!#$%&'*+-.^_`|~", c)))
-                        return false;
-        }
-        return true;
-}
-
-/* No CR/LF or other control characters (tab allowed), so it cannot split a header. */
-static bool header_value_is_valid(const char *s) {
-        for (const char *p = s; *p; p++) {
-                unsigned char c = (unsigned char) *p;
-                if ((c < ' ' && c != '\t') || c == 0x7f)
-                        return false;
-        }
-        return true;
-}
-
 static bool uri_is_valid(const char *s) {
         if (s[0] != '/')
                 return false;
@@ -311,7 +281,7 @@ static int parse_next_headers(json_object *a, char ***ret, const char **reason) 
                         *reason = reasonf("links.next.headers[%zu].key is not a string", j);
                         return -EBADMSG;
                 }
-                if (!header_name_is_valid(key)) {
+                if (!http_header_name_is_valid(key)) {
                         *reason = reasonf("links.next.headers[%zu].key is not a valid header name", j);
                         return -EBADMSG;
                 }
@@ -320,7 +290,7 @@ static int parse_next_headers(json_object *a, char ***ret, const char **reason) 
                         *reason = reasonf("links.next.headers[%zu].value is not a string", j);
                         return -EBADMSG;
                 }
-                if (!header_value_is_valid(value)) {
+                if (!http_header_value_is_valid(value)) {
                         *reason = reasonf("links.next.headers[%zu].value contains control characters", j);
                         return -EBADMSG;
                 }
@@ -554,12 +524,8 @@ int pc_parse_error(const char *body, size_t size, char **ret_code, char **ret_de
 void token_response_done(TokenResponse *t) {
         if (!t)
                 return;
-        if (t->access_token)
-                explicit_bzero(t->access_token, strlen(t->access_token));
-        if (t->refresh_token)
-                explicit_bzero(t->refresh_token, strlen(t->refresh_token));
-        free(t->access_token);
-        free(t->refresh_token);
+        erase_and_free_string(t->access_token);
+        erase_and_free_string(t->refresh_token);
         free(t->error);
         free(t->error_description);
         *t = (TokenResponse) {};
@@ -722,10 +688,7 @@ static void fputs_escaped(FILE *f, const char *s) {
 static char *memstream_finish(FILE *f, char **buf, size_t *size) {
         bool failed = ferror(f);
         if (fclose(f) != 0 || failed) {
-                if (*buf) {
-                        explicit_bzero(*buf, *size);
-                        free(*buf);
-                }
+                *buf = erase_and_free(*buf, *size);
                 return NULL;
         }
         return *buf;

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdio.h>
 
+#include "alloc-util.h"
 #include "log.h"
 #include "partner-center.h"
 #include "pc-client.h"
+#include "strv.h"
 
 #define TOKEN_FILE_RECHECK_MSEC 1000
 #define USER_AGENT "User-Agent: provwatch/" PROVWATCH_VERSION
@@ -45,19 +47,6 @@ struct PcClient {
 };
 
 static void dispatch(PcClient *c);
-
-static void secret_free(char *s) {
-        if (s) {
-                explicit_bzero(s, strlen(s));
-                free(s);
-        }
-}
-
-static void headers_free(char **l) {
-        for (char **h = l; h && *h; h++)
-                free(*h);
-        free(l);
-}
 
 static void ready_unlink(PcClient *c, PcCall *call) {
         if (!call->ready)
@@ -110,8 +99,8 @@ void pc_call_free(PcCall *call) {
         if (call->next)
                 call->next->prev = call->prev;
         free(call->url);
-        headers_free(call->headers);
-        secret_free(call->token);
+        strv_free(call->headers);
+        erase_and_free_string(call->token);
         free(call);
 }
 
@@ -158,7 +147,7 @@ int pc_call_next_page(PcCall *call, const char *uri, char **headers) {
                 return -ENOMEM;
         free(call->url);
         call->url = url;
-        headers_free(call->headers);
+        strv_free(call->headers);
         call->headers = headers;
         call->retried_401 = false;
         call->page++;
@@ -232,8 +221,8 @@ static int call_send(PcCall *call, const char *token) {
         char *auth = strdup_printf("Authorization: Bearer %s", token);
         char *t = strdup(token);
         if (!corr || !reqid || !locale || !headers || !auth || !t) {
-                secret_free(auth);
-                secret_free(t);
+                erase_and_free_string(auth);
+                erase_and_free_string(t);
                 return -ENOMEM;
         }
         size_t n = 0;
@@ -258,12 +247,12 @@ static int call_send(PcCall *call, const char *token) {
                 .capture_header = "MS-CV",
         };
         r = http_submit(c->http, &spec, on_answer, call, &call->request);
-        secret_free(auth);
+        erase_and_free_string(auth);
         if (r < 0) {
-                secret_free(t);
+                erase_and_free_string(t);
                 return r;
         }
-        secret_free(call->token);
+        erase_and_free_string(call->token);
         call->token = t;
         uint64_t now = now_monotonic_usec();
         if (!call->start_usec)

@@ -6,9 +6,11 @@
 
 #include "log.h"
 #include "order-state.h"
+#include "parse-util.h"
 #include "snapshot.h"
 #include "status.h"
 #include "store.h"
+#include "strv.h"
 #include "json-util.h"
 
 /* Wider order IDs do not widen the table, they push their own row to the right. */
@@ -61,7 +63,7 @@ static void status_done(Status *st) {
         free(st->orders);
         free(st->watched_index);
         free(st->webhooks);
-        store_webhook_names_free(st->store_webhooks);
+        strv_free(st->store_webhooks);
         free(st->store_path);
 }
 
@@ -168,13 +170,6 @@ static int collect_order(const OrderRow *row, void *userdata) {
                 o->snapshot_unreadable = r < 0;
         }
         return 0;
-}
-
-static bool strv_contains(char *const *l, const char *s) {
-        for (; l && *l; l++)
-                if (streq(*l, s))
-                        return true;
-        return false;
 }
 
 static int collect_webhooks(Status *st, Store *s) {
@@ -342,42 +337,29 @@ static int status_print_json(const Status *st, FILE *out) {
 
 /* ---- human ---- */
 
-/* "42s", "5m", "2h5m", "3d4h": coarse, for reading at a glance */
-static char *format_span(char *buf, size_t size, uint64_t usec) {
-        uint64_t s = usec / USEC_PER_SEC;
-        if (s < 60)
-                snprintf(buf, size, "%" PRIu64 "s", s);
-        else if (s < 3600)
-                snprintf(buf, size, "%" PRIu64 "m", s / 60);
-        else if (s < 86400)
-                snprintf(buf, size, "%" PRIu64 "h%" PRIu64 "m", s / 3600, s % 3600 / 60);
-        else
-                snprintf(buf, size, "%" PRIu64 "d%" PRIu64 "h", s / 86400, s % 86400 / 3600);
-        return buf;
-}
-
-/* "2026-11-23T21:54:16Z (3m ago)", "-" when never */
+/* "2026-11-23T21:54:16Z (3m 10s ago)", "-" when never */
 static char *format_last(char *buf, size_t size, uint64_t now, uint64_t usec) {
-        char t[64], span[32];
+        char t[64], span[FORMAT_TIMESPAN_MAX];
         if (usec == 0)
                 snprintf(buf, size, "-");
         else if (usec > now) /* the clock went back */
                 snprintf(buf, size, "%s", format_rfc3339(t, sizeof t, usec));
         else
                 snprintf(buf, size, "%s (%s ago)", format_rfc3339(t, sizeof t, usec),
-                         format_span(span, sizeof span, now - usec));
+                         format_timespan(span, sizeof span, timespan_round_for_display(now - usec)));
         return buf;
 }
 
-/* "in 1m", "due", "-" (not scheduled, or not known) */
+/* "in 1m 5s", "due", "-" (not scheduled, or not known) */
 static char *format_next(char *buf, size_t size, uint64_t now, uint64_t usec) {
-        char span[32];
+        char span[FORMAT_TIMESPAN_MAX];
         if (usec == 0)
                 snprintf(buf, size, "-");
         else if (usec <= now)
                 snprintf(buf, size, "due");
         else
-                snprintf(buf, size, "in %s", format_span(span, sizeof span, usec - now));
+                snprintf(buf, size, "in %s",
+                         format_timespan(span, sizeof span, timespan_round_for_display(usec - now)));
         return buf;
 }
 

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "strv.h"
 
 #define STORE_FILE_NAME "provwatch.db"
 #define STORE_APPLICATION_ID 0x70727677 /* "prvw": tells our database from someone else's */
@@ -222,14 +223,6 @@ void queued_events_free(QueuedEvent *q, size_t n) {
         free(q);
 }
 
-char **store_webhook_names_free(char **names) {
-        if (!names)
-                return NULL;
-        for (char **n = names; *n; n++)
-                free(*n);
-        free(names);
-        return NULL;
-}
 
 static int errno_from_sqlite(sqlite3 *db, int rc) {
         int e;
@@ -1120,7 +1113,7 @@ int store_webhook_names(Store *s, char ***ret) {
         return 0;
 
 fail:
-        store_webhook_names_free(names);
+        strv_free(names);
         return r;
 }
 

@@ -120,12 +120,8 @@ int store_queue_dead_letter(Store *s, const char *webhook, int64_t seq, const ch
 int store_queue_depth(Store *s, const char *webhook, uint64_t *ret);
 int store_dead_letter_count(Store *s, const char *webhook, uint64_t *ret);
 /* Names of webhooks that have queue entries or dead letters, NULL-terminated (never NULL itself),
- * sorted; release with store_webhook_names_free(). */
+ * sorted; release with strv_free(). */
 int store_webhook_names(Store *s, char ***ret);
-char **store_webhook_names_free(char **names);
-static inline void store_webhook_names_freep(char ***names) {
-        store_webhook_names_free(*names);
-}
 
 /* Small key/value settings, e.g. "refresh-token" and "refresh-token-source". */
 int store_kv_get(Store *s, const char *key, char **ret); /* -ENOENT when absent (*ret untouched) */

@@ -1,10 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-#include <ctype.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/rand.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -118,24 +116,6 @@ int uuid_random(char buf[static 37]) {
         }
         *p = 0;
         return 0;
-}
-
-char *ascii_strlower_dup(const char *s) {
-        char *r = strdup(s);
-        if (!r)
-                return NULL;
-        for (char *p = r; *p; p++)
-                *p = (char) tolower((unsigned char) *p);
-        return r;
-}
-
-char *strdup_printf(const char *fmt, ...) {
-        va_list ap;
-        char *r;
-        va_start(ap, fmt);
-        int n = vasprintf(&r, fmt, ap);
-        va_end(ap);
-        return n < 0 ? NULL : r;
 }
 
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size) {

@@ -10,6 +10,7 @@
  *
  * The paging cursor: every queue row with seq <= cursor is either in the window or counted as
  * skipped by its order's track. Rows beyond the cursor are read when the window has room. */
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -17,9 +18,13 @@
 #include <stdio.h>
 #include <strings.h>
 
+#include "alloc-util.h"
+#include "hashmap.h"
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
+#include "parse-util.h"
+#include "strv.h"
 #include "webhook.h"
 
 #define WINDOW_MAX 256u /* queue rows in memory per endpoint */
@@ -55,11 +60,9 @@ struct Row {
 struct OrderTrack {
         char *customer_id;
         char *order_id;
-        unsigned hash;
         Row *head;
         size_t n_skipped;   /* queue rows of this order with seq <= cursor that are not in the window */
         int64_t scan_after; /* they all have a seq above this */
-        OrderTrack *hash_next;
 };
 
 struct Endpoint {
@@ -78,8 +81,7 @@ struct Endpoint {
         Row *rows_head, *rows_tail;
         size_t n_rows, n_in_flight;
 
-        OrderTrack **buckets;
-        size_t n_buckets, n_tracks;
+        Hashmap *tracks; /* OrderTrack by customer and order id */
         bool orphans; /* some track lost its head and could not fetch the next row yet */
 
         int64_t cursor;
@@ -160,6 +162,17 @@ uint64_t webhook_retry_delay_usec(unsigned attempts, double rnd) {
         return (uint64_t) ((double) (schedule_sec[i] * USEC_PER_SEC) * (0.8 + 0.4 * rnd));
 }
 
+bool webhook_wants_event(const WebhookConfig *w, const char *event_type) {
+        if (!w || !event_type)
+                return false;
+        if (!w->events)
+                return true;
+        for (char **p = w->events; *p; p++)
+                if (fnmatch(*p, event_type, 0) == 0)
+                        return true;
+        return false;
+}
+
 static const char *http_reason(long status) {
         switch (status) {
         case 301: return "Moved Permanently (redirects are not followed)";
@@ -199,20 +212,6 @@ static void describe_failure(const HttpResponse *resp, char *buf, size_t size) {
                 snprintf(buf, size, "%s", resp->error ? resp->error : "no answer");
 }
 
-static char *format_span(char *buf, size_t size, uint64_t usec) {
-        uint64_t s = (usec + USEC_PER_SEC / 2) / USEC_PER_SEC;
-
-        if (s < 60)
-                snprintf(buf, size, "%" PRIu64 "s", s);
-        else if (s < 3600)
-                snprintf(buf, size, "%" PRIu64 "min %" PRIu64 "s", s / 60, s % 60);
-        else if (s < 86400)
-                snprintf(buf, size, "%" PRIu64 "h %" PRIu64 "min", s / 3600, s % 3600 / 60);
-        else
-                snprintf(buf, size, "%" PRIu64 "d %" PRIu64 "h", s / 86400, s % 86400 / 3600);
-        return buf;
-}
-
 static bool header_has_name(const char *header, const char *name) {
         size_t n = strlen(name);
         return strncasecmp(header, name, n) == 0 && header[n] == ':';
@@ -223,32 +222,6 @@ static bool headers_have(char *const *headers, const char *name) {
                 if (header_has_name(*h, name))
                         return true;
         return false;
-}
-
-static void erase_free(char *p, size_t size) {
-        if (p)
-                explicit_bzero(p, size);
-        free(p);
-}
-
-static char **strv_free(char **l) {
-        for (char **p = l; p && *p; p++)
-                free(*p);
-        free(l);
-        return NULL;
-}
-
-static char **strv_copy(char *const *l) {
-        size_t n = 0;
-        while (l && l[n])
-                n++;
-        char **c = calloc(n + 1, sizeof *c);
-        if (!c)
-                return NULL;
-        for (size_t i = 0; i < n; i++)
-                if (!(c[i] = strdup(l[i])))
-                        return strv_free(c);
-        return c;
 }
 
 static int strdup_or_null(const char *s, char **ret) {
@@ -280,64 +253,23 @@ static void endpoint_refresh_depth(Endpoint *e) {
 
 /* ---- order tracks ---- */
 
-static unsigned order_hash(const char *customer_id, const char *order_id) {
-        unsigned h = 2166136261u; /* FNV-1a */
-        for (const char *p = customer_id; *p; p++)
-                h = (h ^ (unsigned char) *p) * 16777619u;
-        h = (h ^ 0x1f) * 16777619u;
-        for (const char *p = order_id; *p; p++)
-                h = (h ^ (unsigned char) *p) * 16777619u;
-        return h;
+static uint64_t order_track_hash(const void *key) {
+        const OrderTrack *t = key;
+        uint64_t h = hash_bytes(t->customer_id, strlen(t->customer_id), FNV_OFFSET);
+        h = hash_bytes("", 1, h);
+        return hash_bytes(t->order_id, strlen(t->order_id), h);
 }
+
+static bool order_track_equal(const void *a, const void *b) {
+        const OrderTrack *x = a, *y = b;
+        return streq(x->order_id, y->order_id) && streq(x->customer_id, y->customer_id);
+}
+
+static const HashOps order_track_hash_ops = { .hash = order_track_hash, .equal = order_track_equal };
 
 static OrderTrack *track_find(Endpoint *e, const char *customer_id, const char *order_id) {
-        if (e->n_buckets == 0)
-                return NULL;
-        unsigned h = order_hash(customer_id, order_id);
-        for (OrderTrack *t = e->buckets[h & (e->n_buckets - 1)]; t; t = t->hash_next)
-                if (t->hash == h && streq(t->order_id, order_id) && streq(t->customer_id, customer_id))
-                        return t;
-        return NULL;
-}
-
-static int tracks_grow(Endpoint *e) {
-        size_t n = e->n_buckets ? e->n_buckets * 2 : 64;
-        OrderTrack **b = calloc(n, sizeof *b);
-        if (!b)
-                return -ENOMEM;
-        for (size_t i = 0; i < e->n_buckets; i++)
-                for (OrderTrack *t = e->buckets[i], *next; t; t = next) {
-                        next = t->hash_next;
-                        t->hash_next = b[t->hash & (n - 1)];
-                        b[t->hash & (n - 1)] = t;
-                }
-        free(e->buckets);
-        e->buckets = b;
-        e->n_buckets = n;
-        return 0;
-}
-
-static int track_add(Endpoint *e, const char *customer_id, const char *order_id, OrderTrack **ret) {
-        if (e->n_tracks >= e->n_buckets && tracks_grow(e) < 0)
-                return -ENOMEM;
-        OrderTrack *t = calloc(1, sizeof *t);
-        if (!t)
-                return -ENOMEM;
-        t->customer_id = strdup(customer_id);
-        t->order_id = strdup(order_id);
-        if (!t->customer_id || !t->order_id) {
-                free(t->customer_id);
-                free(t->order_id);
-                free(t);
-                return -ENOMEM;
-        }
-        t->hash = order_hash(customer_id, order_id);
-        size_t i = t->hash & (e->n_buckets - 1);
-        t->hash_next = e->buckets[i];
-        e->buckets[i] = t;
-        e->n_tracks++;
-        *ret = t;
-        return 0;
+        const OrderTrack probe = { .customer_id = (char *) customer_id, .order_id = (char *) order_id };
+        return hashmap_get(e->tracks, &probe);
 }
 
 static void track_free(OrderTrack *t) {
@@ -346,16 +278,25 @@ static void track_free(OrderTrack *t) {
         free(t);
 }
 
+static int track_add(Endpoint *e, const char *customer_id, const char *order_id, OrderTrack **ret) {
+        OrderTrack *t = calloc(1, sizeof *t);
+        if (!t)
+                return -ENOMEM;
+        t->customer_id = strdup(customer_id);
+        t->order_id = strdup(order_id);
+        if (!t->customer_id || !t->order_id || hashmap_put(e->tracks, t, t) < 0) {
+                track_free(t);
+                return -ENOMEM;
+        }
+        *ret = t;
+        return 0;
+}
+
 /* Drops the track once it has nothing left to remember. */
 static void track_release(Endpoint *e, OrderTrack *t) {
         if (t->head || t->n_skipped > 0)
                 return;
-        for (OrderTrack **p = &e->buckets[t->hash & (e->n_buckets - 1)]; *p; p = &(*p)->hash_next)
-                if (*p == t) {
-                        *p = t->hash_next;
-                        break;
-                }
-        e->n_tracks--;
+        (void) hashmap_remove(e->tracks, t);
         track_free(t);
 }
 
@@ -506,16 +447,21 @@ static int endpoint_scan_order(Endpoint *e, OrderTrack *t) {
 static int endpoint_scan_orphans(Endpoint *e) {
         if (!e->orphans)
                 return 0;
-        for (size_t i = 0; i < e->n_buckets; i++)
-                for (OrderTrack *t = e->buckets[i], *next; t; t = next) {
-                        next = t->hash_next;
-                        if (t->head)
-                                continue;
-                        int r = endpoint_scan_order(e, t);
-                        if (r < 0)
-                                return r;
-                        track_release(e, t);
-                }
+        /* collected first: releasing a track changes the map, which an iteration must not see */
+        _cleanup_free_ OrderTrack **orphans = calloc(hashmap_size(e->tracks) + 1, sizeof *orphans);
+        if (!orphans)
+                return -ENOMEM;
+        size_t n = 0, it = 0;
+        void *v;
+        while (hashmap_iterate(e->tracks, &it, &v, NULL))
+                if (!((OrderTrack *) v)->head)
+                        orphans[n++] = v;
+        for (size_t i = 0; i < n; i++) {
+                int r = endpoint_scan_order(e, orphans[i]);
+                if (r < 0)
+                        return r;
+                track_release(e, orphans[i]);
+        }
         e->orphans = false;
         return 0;
 }
@@ -566,12 +512,12 @@ static int row_record_delivered(Endpoint *e, Row *row) {
 static int row_record_dead(Endpoint *e, Row *row, uint64_t now) {
         Store *store = e->webhooks->store;
         _cleanup_free_ char *reason = NULL;
-        char span[32];
+        char span[FORMAT_TIMESPAN_MAX];
         int r;
 
         reason = strdup_printf("no success after %u attempt%s over %s; last error: %s", row->ev.attempts,
                                row->ev.attempts == 1 ? "" : "s",
-                               format_span(span, sizeof span, now - row->ev.created_usec),
+                               format_timespan(span, sizeof span, timespan_round_for_display(now - row->ev.created_usec)),
                                row->last_error ? row->last_error : "unknown");
         if (!reason)
                 return -ENOMEM;
@@ -648,9 +594,9 @@ static void row_delivered(Endpoint *e, Row *row, const HttpResponse *resp) {
 static void row_give_up(Endpoint *e, Row *row, uint64_t now) {
         Webhooks *w = e->webhooks;
         const char *last = row->last_error ? row->last_error : "unknown";
-        char span[32];
+        char span[FORMAT_TIMESPAN_MAX];
 
-        format_span(span, sizeof span, now - row->ev.created_usec);
+        format_timespan(span, sizeof span, timespan_round_for_display(now - row->ev.created_usec));
         log_error("Webhook '%s': giving up on event %s (%s of order '%s') after %u attempt%s over %s; last "
                   "error: %s. It is kept as a dead letter.",
                   e->name, row->ev.event_id, row->ev.event_type, row->ev.order_id, row->ev.attempts,
@@ -678,7 +624,7 @@ static void row_give_up(Endpoint *e, Row *row, uint64_t now) {
 
 static void row_failed(Endpoint *e, Row *row, const HttpResponse *resp) {
         uint64_t now = now_realtime_usec(), next, delay;
-        char reason[512], when[32], span[32];
+        char reason[512], when[32], span[FORMAT_TIMESPAN_MAX];
         int r;
 
         endpoint_metrics_update(e, 0, 1, 0);
@@ -710,7 +656,7 @@ static void row_failed(Endpoint *e, Row *row, const HttpResponse *resp) {
 
         log_warning("Webhook '%s': event %s not delivered (attempt %u): %s. Next attempt at %s (in %s)%s.",
                     e->name, row->ev.event_id, row->ev.attempts, reason,
-                    format_rfc3339(when, sizeof when, next), format_span(span, sizeof span, next - now),
+                    format_rfc3339(when, sizeof when, next), format_timespan(span, sizeof span, timespan_round_for_display(next - now)),
                     retry_after ? ", as the receiver asked" : "");
 
         r = store_queue_reschedule(e->webhooks->store, e->name, row->ev.seq, row->ev.attempts, next, reason);
@@ -897,10 +843,8 @@ static size_t endpoint_due(Endpoint *e, uint64_t until) {
 
 static void endpoint_config_clear(Endpoint *e) {
         free(e->url);
-        erase_free(e->secret, e->secret_size);
-        for (char **h = e->headers; h && *h; h++) /* may hold bearer tokens */
-                explicit_bzero(*h, strlen(*h));
-        strv_free(e->headers);
+        erase_and_free(e->secret, e->secret_size);
+        strv_free_erase(e->headers); /* may hold bearer tokens */
         free(e->ca_file);
         e->url = e->secret = e->ca_file = NULL;
         e->headers = NULL;
@@ -956,12 +900,11 @@ static void endpoint_free(Endpoint *e) {
         }
         e->rows_head = e->rows_tail = NULL;
         e->n_rows = e->n_in_flight = 0;
-        for (size_t i = 0; i < e->n_buckets; i++)
-                for (OrderTrack *t = e->buckets[i], *next; t; t = next) {
-                        next = t->hash_next;
-                        track_free(t);
-                }
-        free(e->buckets);
+        size_t it = 0;
+        void *t;
+        while (hashmap_iterate(e->tracks, &it, &t, NULL))
+                track_free(t);
+        e->tracks = hashmap_free(e->tracks);
         endpoint_config_clear(e);
         free(e->name);
         uv_timer_stop(&e->timer);
@@ -976,7 +919,8 @@ static int endpoint_new(Webhooks *w, const WebhookConfig *c, Endpoint **ret) {
         uv_timer_init(w->loop, &e->timer);
         e->timer.data = e;
         e->name = strdup(c->name);
-        if (!e->name || endpoint_apply_config(e, c) < 0) {
+        e->tracks = hashmap_new(&order_track_hash_ops);
+        if (!e->name || !e->tracks || endpoint_apply_config(e, c) < 0) {
                 endpoint_free(e);
                 return -ENOMEM;
         }
@@ -985,12 +929,8 @@ static int endpoint_new(Webhooks *w, const WebhookConfig *c, Endpoint **ret) {
         return 0;
 }
 
-static bool config_journal(const Config *c) {
-        return c->journal == JOURNAL_YES || (c->journal == JOURNAL_AUTO && journal_available());
-}
-
 static void log_unconfigured_queues(Webhooks *w, const Config *config) {
-        _cleanup_(store_webhook_names_freep) char **names = NULL;
+        _cleanup_(strv_freep) char **names = NULL;
 
         if (store_webhook_names(w->store, &names) < 0)
                 return;
@@ -1022,7 +962,7 @@ int webhooks_new(uv_loop_t *loop, Http *http, Store *store, const Config *config
         w->http = http;
         w->store = store;
         w->metrics = metrics;
-        w->journal = config_journal(config);
+        w->journal = journal_enabled(config->journal);
         uv_timer_init(loop, &w->idle_timer);
         w->idle_timer.data = w;
 
@@ -1066,7 +1006,7 @@ Webhooks *webhooks_free(Webhooks *w) {
 void webhooks_set_config(Webhooks *w, const Config *config) {
         Endpoint *old = w->endpoints, *list = NULL, **tail = &list;
 
-        w->journal = config_journal(config);
+        w->journal = journal_enabled(config->journal);
         for (size_t i = 0; i < config->n_webhooks; i++) {
                 const WebhookConfig *c = &config->webhooks[i];
                 Endpoint *e = NULL;

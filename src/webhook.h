@@ -56,6 +56,9 @@ size_t webhooks_due_before(Webhooks *w, uint64_t realtime_usec);
 
 void webhooks_set_idle_callback(Webhooks *w, WebhooksIdleFn fn, void *userdata);
 
+/* Whether an event type matches one of the webhook's events patterns (fnmatch globs). */
+bool webhook_wants_event(const WebhookConfig *w, const char *event_type);
+
 /* Standard Webhooks signature: "v1," + base64(HMAC-SHA256(key, id "." timestamp "." body)). */
 char *webhook_signature(const void *key, size_t key_size, const char *id, const char *timestamp,
                         const char *body, size_t body_size);

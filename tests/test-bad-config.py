@@ -40,6 +40,7 @@ enabled = no
 NOT_URL = "is not an http:// or https:// URL with a host"
 BOOLEAN = "is not auto or a boolean (yes, no, true, false, 1, 0)"
 WEBHOOK = "enabled = no\n\n[webhook]\nurl = http://127.0.0.1:9/hook\n"
+DISCOVERY = "enabled = no\n\n[discovery]\n"
 
 # (name, text to replace in BASE, replacement, expected message); {conf} is the config file's path,
 # {dir} its directory. Every message must appear as the whole of stderr.
@@ -165,6 +166,24 @@ ROWS = [
      '{conf}:24: [webhook] secret-file: "{dir}/bad-whsec" starts with "whsec_" but is not valid base64'),
     ("webhook secret empty", "enabled = no\n", WEBHOOK + "secret-file = {dir}/empty",
      '{conf}:24: [webhook] secret-file: "{dir}/empty" is empty'),
+    ("webhook format unknown", "enabled = no\n", WEBHOOK + "format = discord",
+     '{conf}:24: [webhook] format: "discord" is not one of cloudevents, teams, slack'),
+    # [poll] stall-after and [discovery]
+    ("stall-after not a time span", "interval = 2m", "interval = 2m\nstall-after = a day",
+     '{conf}:11: [poll] stall-after: "a day" is not a time span'),
+    ("discovery enabled not a boolean", "enabled = no\n", DISCOVERY + "enabled = perhaps",
+     '{conf}:23: [discovery] enabled: "perhaps" is not a boolean (yes, no, true, false, 1, 0)'),
+    ("discovery interval 0", "enabled = no\n", DISCOVERY + "interval = 0",
+     '{conf}:23: [discovery] interval: "0" must be greater than zero'),
+    ("discovery lookback over 89 days", "enabled = no\n", DISCOVERY + "lookback = 90d",
+     '{conf}:23: [discovery] lookback: "90d" is more than the maximum of 89d'),
+    ("discovery customer id with a slash", "enabled = no\n", DISCOVERY + "customers = c1 c/2",
+     '{conf}:23: [discovery] customers: "c/2" is not a valid customer ID (1 to 128 characters of A-Z a-z 0-9 . _ ~ -)'),
+    ("discovery forget-after in words", "enabled = no\n", DISCOVERY + "forget-after = a month",
+     '{conf}:23: [discovery] forget-after: "a month" is not a time span'),
+    ("discovery sweep-interval negative", "enabled = no\n", DISCOVERY + "sweep-interval = -1d",
+     '{conf}:23: [discovery] sweep-interval: "-1d" is not a time span'),
+    ("discovery unknown key", "enabled = no\n", DISCOVERY + "enable = yes", "{conf}:23: [discovery] enable: unknown key"),
     ("webhook bad name", "enabled = no", "enabled = no\n\n[webhook bad name!]\nurl = http://127.0.0.1:9/",
      "{conf}:22: [webhook bad name!]: not a valid webhook name (1 to 64 characters of A-Z a-z 0-9 _ -)"),
     ("webhook twice", "enabled = no",
@@ -200,6 +219,13 @@ def test_table():
         p = subprocess.run([provwatch_binary(), "-c", edge, "check-config"], capture_output=True, text=True,
                            timeout=20, stdin=subprocess.DEVNULL)
         check(p.returncode == 0 and p.stderr == "", f"a line of 199 characters: {p.returncode} {p.stderr}")
+        # with discovery on, no order at all is fine
+        alone = env.write("discovery.conf", base.replace("order = c1 o1\n", "").replace(
+            "enabled = no\n", DISCOVERY + "enabled = yes\n"))
+        p = subprocess.run([provwatch_binary(), "-c", alone, "check-config"], capture_output=True, text=True,
+                           timeout=20, stdin=subprocess.DEVNULL)
+        check(p.returncode == 0 and p.stderr == "" and "orders:              0\n" in p.stdout,
+              f"discovery without orders: {p.returncode} {p.stderr}")
         problems = []
         for name, old, new, want in ROWS:
             old, new = old.format(dir=env.dir), new.format(dir=env.dir)

@@ -15,6 +15,8 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "secrets.h"
+#include "webhook.h"
 
 static char tmpdir[PATH_MAX];
 static char fixtures[PATH_MAX];
@@ -116,109 +118,6 @@ static int setup(void **state) {
         return 0;
 }
 
-/* ---- value parsers ---- */
-
-static void test_parse_timespan(void **state) {
-        static const struct {
-                const char *s;
-                uint64_t usec;
-        } good[] = {
-                {"0", 0},
-                {"90", 90 * USEC_PER_SEC},
-                {"90s", 90 * USEC_PER_SEC},
-                {"250ms", 250 * USEC_PER_MSEC},
-                {"5m", 5 * MINUTE},
-                {"1h30m", HOUR + 30 * MINUTE},
-                {"1h 30m", HOUR + 30 * MINUTE},
-                {"1h\t30m 15s", HOUR + 30 * MINUTE + 15 * USEC_PER_SEC},
-                {"2d", 2 * DAY},
-                {"1d1h1m1s1ms", DAY + HOUR + MINUTE + USEC_PER_SEC + USEC_PER_MSEC},
-                {"0s", 0},
-                {"  7m  ", 7 * MINUTE},
-                {"10 s", 10 * USEC_PER_SEC},
-                {"007s", 7 * USEC_PER_SEC},
-                {"213503982d", 213503982 * DAY},
-        };
-        static const char *const bad[] = {
-                "",
-                " ",
-                "5 parsecs",
-                "s",
-                "1x",
-                "-1s",
-                "+1s",
-                "1.5h",
-                "1h30",
-                "30 1h",
-                "1H",
-                "1 h x",
-                "18446744073709551616",
-                "99999999999999999999s",
-                "213503983d",
-                "213503982d 1d",
-                "18446744073709551615",
-                "1m-1s",
-                "ms",
-                "1hh",
-                "1h,30m",
-                "0x10",
-        };
-        uint64_t u;
-
-        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
-                u = 12345;
-                if (parse_timespan(good[i].s, &u) != 0)
-                        fail_msg("\"%s\" rejected", good[i].s);
-                if (u != good[i].usec)
-                        fail_msg("\"%s\" gave %llu", good[i].s, (unsigned long long)u);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                u = 12345;
-                if (parse_timespan(bad[i], &u) != -EINVAL)
-                        fail_msg("\"%s\" accepted", bad[i]);
-                assert_int_equal(u, 12345);
-        }
-        assert_int_equal(parse_timespan(NULL, &u), -EINVAL);
-}
-
-static void test_parse_boolean(void **state) {
-        static const char *const yes[] = {"yes", "YES", "Yes", "true", "TRUE", "1"};
-        static const char *const no[] = {"no", "NO", "false", "False", "0"};
-        static const char *const bad[] = {"", "y", "n", "on", "off", "2", "yess", " yes", "auto"};
-
-        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
-                assert_int_equal(parse_boolean(yes[i]), 1);
-        for (size_t i = 0; i < ELEMENTSOF(no); i++)
-                assert_int_equal(parse_boolean(no[i]), 0);
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
-                assert_int_equal(parse_boolean(bad[i]), -EINVAL);
-        assert_int_equal(parse_boolean(NULL), -EINVAL);
-}
-
-static void test_parse_unsigned(void **state) {
-        unsigned u = 77;
-
-        assert_int_equal(parse_unsigned("0", 10, &u), 0);
-        assert_int_equal(u, 0);
-        assert_int_equal(parse_unsigned("1024", 1024, &u), 0);
-        assert_int_equal(u, 1024);
-        assert_int_equal(parse_unsigned("0008", 10, &u), 0);
-        assert_int_equal(u, 8);
-        assert_int_equal(parse_unsigned("4294967295", UINT_MAX, &u), 0);
-        assert_int_equal(u, UINT_MAX);
-        u = 77;
-        assert_int_equal(parse_unsigned("1025", 1024, &u), -EINVAL);
-        assert_int_equal(parse_unsigned("4294967296", UINT_MAX, &u), -EINVAL);
-        assert_int_equal(parse_unsigned("99999999999999999999999", UINT_MAX, &u), -EINVAL);
-        assert_int_equal(parse_unsigned("", 10, &u), -EINVAL);
-        assert_int_equal(parse_unsigned("-1", 10, &u), -EINVAL);
-        assert_int_equal(parse_unsigned("+1", 10, &u), -EINVAL);
-        assert_int_equal(parse_unsigned(" 1", 10, &u), -EINVAL);
-        assert_int_equal(parse_unsigned("1a", 10, &u), -EINVAL);
-        assert_int_equal(parse_unsigned(NULL, 10, &u), -EINVAL);
-        assert_int_equal(u, 77);
-}
-
 /* ---- loading ---- */
 
 static void test_defaults(void **state) {
@@ -248,11 +147,18 @@ static void test_defaults(void **state) {
         assert_int_equal(c->concurrency, 8);
         assert_int_equal(c->not_found_grace_usec, 10 * MINUTE);
         assert_int_equal(c->failure_threshold, 3);
+        assert_int_equal(c->stall_after_usec, DAY);
 
         assert_string_equal(c->orders_dir, "/etc/provwatch/orders.d");
         assert_string_equal(c->state_directory, "/var/lib/provwatch");
         assert_int_equal(c->journal, JOURNAL_AUTO);
         assert_int_equal(c->n_webhooks, 0);
+        assert_false(c->discovery_enabled);
+        assert_int_equal(c->discovery_interval_usec, MINUTE);
+        assert_int_equal(c->discovery_lookback_usec, 7 * DAY);
+        assert_null(c->discovery_customers);
+        assert_int_equal(c->discovery_forget_after_usec, 30 * DAY);
+        assert_int_equal(c->discovery_sweep_interval_usec, 0);
         assert_null(c->metrics_textfile);
         assert_non_null(c->warnings);
         assert_null(c->warnings[0]);
@@ -325,8 +231,19 @@ static void test_every_key(void **state) {
                             "ca-file = ca.pem\n"
                             "[webhook ops_2-b]\n"
                             "url = http://[::1]:8080/\n"
+                            "format = teams\n"
                             "[metrics]\n"
-                            "textfile = /var/lib/node_exporter/provwatch.prom\n");
+                            "textfile = /var/lib/node_exporter/provwatch.prom\n"
+                            "[poll]\n"
+                            "stall-after = 12h\n"
+                            "[discovery]\n"
+                            "enabled = yes\n"
+                            "interval = 30s\n"
+                            "lookback = 89d\n"
+                            "customers = 0a1b2c3d-1111-2222-3333-444455556666 cust-1\n"
+                            "customers = Cust_2\n"
+                            "forget-after = 0\n"
+                            "sweep-interval = 1h\n");
 
         assert_string_equal(c->endpoint, "https://pc.example.com:8443/base");
         assert_string_equal(c->api_version, "1.2");
@@ -353,6 +270,7 @@ static void test_every_key(void **state) {
         assert_int_equal(c->concurrency, 1024);
         assert_int_equal(c->not_found_grace_usec, HOUR + 30 * MINUTE);
         assert_int_equal(c->failure_threshold, 1000);
+        assert_int_equal(c->stall_after_usec, 12 * HOUR);
 
         assert_string_equal(c->orders_dir, "orders.d");
         assert_int_equal(c->n_orders, 3);
@@ -384,6 +302,7 @@ static void test_every_key(void **state) {
         assert_int_equal(w->retry_for_usec, DAY);
         assert_int_equal(w->once_timeout_usec, 0);
         assert_string_equal(w->ca_file, "ca.pem");
+        assert_int_equal(w->format, WEBHOOK_FORMAT_CLOUDEVENTS);
 
         w = c->webhooks + 1;
         assert_string_equal(w->name, "ops_2-b");
@@ -397,6 +316,15 @@ static void test_every_key(void **state) {
         assert_int_equal(w->retry_for_usec, 3 * DAY);
         assert_int_equal(w->once_timeout_usec, 30 * USEC_PER_SEC);
         assert_null(w->ca_file);
+        assert_int_equal(w->format, WEBHOOK_FORMAT_TEAMS);
+
+        assert_true(c->discovery_enabled);
+        assert_int_equal(c->discovery_interval_usec, 30 * USEC_PER_SEC);
+        assert_int_equal(c->discovery_lookback_usec, 89 * DAY);
+        assert_strv_equal(c->discovery_customers,
+                          (const char *const[]){"0a1b2c3d-1111-2222-3333-444455556666", "cust-1", "Cust_2", NULL});
+        assert_int_equal(c->discovery_forget_after_usec, 0);
+        assert_int_equal(c->discovery_sweep_interval_usec, HOUR);
 
         assert_string_equal(c->metrics_textfile, "/var/lib/node_exporter/provwatch.prom");
         assert_null(c->warnings[0]);
@@ -528,6 +456,32 @@ static void test_value_errors(void **state) {
                  "provwatch.conf:6: [webhook] header: header \"content-type\" is set by provwatch"},
                 {"[webhook]\nurl = http://h\ntimeout = 1 fortnight",
                  "provwatch.conf:6: [webhook] timeout: \"1 fortnight\" is not a time span"},
+                {"[poll]\nstall-after = a day",
+                 "provwatch.conf:5: [poll] stall-after: \"a day\" is not a time span"},
+                {"[webhook]\nurl = http://h\nformat = discord",
+                 "provwatch.conf:6: [webhook] format: \"discord\" is not one of cloudevents, teams, slack"},
+                {"[webhook]\nurl = http://h\nformat = Teams",
+                 "provwatch.conf:6: [webhook] format: \"Teams\" is not one of cloudevents, teams, slack"},
+                {"[discovery]\nenabled = auto",
+                 "provwatch.conf:5: [discovery] enabled: \"auto\" is not a boolean (yes, no, true, false, 1, 0)"},
+                {"[discovery]\ninterval = 0",
+                 "provwatch.conf:5: [discovery] interval: \"0\" must be greater than zero"},
+                {"[discovery]\ninterval = often",
+                 "provwatch.conf:5: [discovery] interval: \"often\" is not a time span"},
+                {"[discovery]\nlookback = 90d",
+                 "provwatch.conf:5: [discovery] lookback: \"90d\" is more than the maximum of 89d"},
+                {"[discovery]\nlookback = 89d 1ms",
+                 "provwatch.conf:5: [discovery] lookback: \"89d 1ms\" is more than the maximum of 89d"},
+                {"[discovery]\nlookback = a week",
+                 "provwatch.conf:5: [discovery] lookback: \"a week\" is not a time span"},
+                {"[discovery]\ncustomers = c1 c/2 c3",
+                 "provwatch.conf:5: [discovery] customers: \"c/2\" is not a valid customer ID (1 to 128 "
+                 "characters of A-Z a-z 0-9 . _ ~ -)"},
+                {"[discovery]\nforget-after = never",
+                 "provwatch.conf:5: [discovery] forget-after: \"never\" is not a time span"},
+                {"[discovery]\nsweep-interval = -1h",
+                 "provwatch.conf:5: [discovery] sweep-interval: \"-1h\" is not a time span"},
+                {"[discovery]\nenable = yes", "provwatch.conf:5: [discovery] enable: unknown key"},
                 {"[webhook bad.name]\nurl = http://h",
                  "provwatch.conf:4: [webhook bad.name]: not a valid webhook name (1 to 64 characters of A-Z "
                  "a-z 0-9 _ -)"},
@@ -1152,6 +1106,66 @@ static void test_empty_values_and_lists(void **state) {
         config_free(c);
 }
 
+static void test_discovery(void **state) {
+        /* with discovery on, no order at all is a valid configuration */
+        Config *c = load_ok(TOKEN_FILE_AUTH "[orders]\norders-dir =\n[discovery]\nenabled = yes\n");
+        assert_true(c->discovery_enabled);
+        assert_int_equal(c->n_orders, 0);
+        assert_null(c->orders_dir);
+        config_free(c);
+
+        /* lookback: 0 and the limit itself are fine; customers add up, an empty value clears them */
+        c = load_ok(TOKEN_FILE_AUTH "[discovery]\nlookback = 0\ncustomers = a b\ncustomers =\ncustomers = c\n"
+                                    "sweep-interval = 1d\nenabled = 0\n");
+        assert_false(c->discovery_enabled);
+        assert_int_equal(c->discovery_lookback_usec, 0);
+        assert_strv_equal(c->discovery_customers, (const char *const[]){"c", NULL});
+        assert_int_equal(c->discovery_sweep_interval_usec, DAY);
+        char *buf = NULL;
+        size_t size;
+        FILE *f = open_memstream(&buf, &size);
+        config_print_summary(c, f);
+        fclose(f);
+        assert_contains(buf, "\n[discovery]\n  enabled:             no\n  interval:            1m\n"
+                             "  lookback:            0\n  customers:           c\n");
+        assert_contains(buf, "  sweep interval:      1d\n");
+        free(buf);
+        config_free(c);
+        c = load_ok(TOKEN_FILE_AUTH "[discovery]\nlookback = 2136h\ncustomers = a\ncustomers =\n");
+        assert_int_equal(c->discovery_lookback_usec, 89 * DAY);
+        assert_null(c->discovery_customers);
+        config_free(c);
+
+        /* the other keys are set once; a bad customer line keeps none of its IDs */
+        char *e = load_fail(TOKEN_FILE_AUTH "[discovery]\ninterval = 1m\ninterval = 2m\ncustomers = x y/\n"
+                                            "[poll]\nstall-after = 0\nstall-after = 1h\n");
+        assert_string_equal(e, "provwatch.conf:6: [discovery] interval is set twice (first at provwatch.conf:5)\n"
+                               "provwatch.conf:7: [discovery] customers: \"y/\" is not a valid customer ID (1 to 128 "
+                               "characters of A-Z a-z 0-9 . _ ~ -)\n"
+                               "provwatch.conf:10: [poll] stall-after is set twice (first at provwatch.conf:9)\n");
+        free(e);
+
+        /* stall-after = 0 turns the alert off; every format name */
+        static const struct {
+                const char *name;
+                WebhookFormat format;
+        } formats[] = {
+                {"cloudevents", WEBHOOK_FORMAT_CLOUDEVENTS},
+                {"teams", WEBHOOK_FORMAT_TEAMS},
+                {"slack", WEBHOOK_FORMAT_SLACK},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(formats); i++) {
+                char *conf = strdup_printf(TOKEN_FILE_AUTH "[poll]\nstall-after = 0\n[webhook]\nurl = http://h\n"
+                                                           "format = %s ; a comment\n",
+                                           formats[i].name);
+                c = load_ok(conf);
+                assert_int_equal(c->stall_after_usec, 0);
+                assert_int_equal(c->webhooks[0].format, formats[i].format);
+                config_free(c);
+                free(conf);
+        }
+}
+
 static void test_webhook_wants_event(void **state) {
         Config *c =
                 load_ok(TOKEN_FILE_AUTH "[webhook]\nurl = http://h\n"
@@ -1213,6 +1227,11 @@ static void test_summary(void **state) {
         assert_contains(buf, "2m\n");
         assert_contains(buf, "6h\n");
         assert_contains(buf, "/var/lib/provwatch");
+        assert_contains(buf, "  stall after:         1d\n");
+        assert_contains(buf, "  format:              cloudevents\n");
+        assert_contains(buf, "\n[discovery]\n  enabled:             no\n  interval:            1m\n"
+                             "  lookback:            7d\n  customers:           (all)\n"
+                             "  forget after:        30d\n  sweep interval:      0 (off)\n");
         free(buf);
         config_free(c);
 }
@@ -1296,9 +1315,6 @@ int main(void) {
         umask(022);
 
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup(test_parse_timespan, setup),
-                cmocka_unit_test_setup(test_parse_boolean, setup),
-                cmocka_unit_test_setup(test_parse_unsigned, setup),
                 cmocka_unit_test_setup(test_defaults, setup),
                 cmocka_unit_test_setup(test_every_key, setup),
                 cmocka_unit_test_setup(test_journal_and_comments, setup),
@@ -1318,6 +1334,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_tenant_substitution, setup),
                 cmocka_unit_test_setup(test_state_directory, setup),
                 cmocka_unit_test_setup(test_empty_values_and_lists, setup),
+                cmocka_unit_test_setup(test_discovery, setup),
                 cmocka_unit_test_setup(test_webhook_wants_event, setup),
                 cmocka_unit_test_setup(test_summary, setup),
                 cmocka_unit_test_setup(test_missing_config_file, setup),

@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "strv.h"
 
 typedef struct Test {
         char tmp[64];
@@ -146,7 +147,7 @@ static uint64_t dead_count(Store *s, const char *hook) {
 }
 
 static void assert_names(Store *s, const char *const *expected) {
-        _cleanup_(store_webhook_names_freep) char **names = NULL;
+        _cleanup_(strv_freep) char **names = NULL;
         size_t i = 0;
         assert_int_equal(store_webhook_names(s, &names), 0);
         assert_non_null(names);

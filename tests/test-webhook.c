@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "secrets.h"
 #include "http.h"
 #include "metrics.h"
 #include "store.h"

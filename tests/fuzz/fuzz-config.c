@@ -13,7 +13,10 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "secrets.h"
+#include "webhook.h"
 #include "fuzz.h"
+#include "parse-util.h"
 
 /* In every secret the scratch directory holds, never in file names: the summary and the error
  * messages must never show it. */
