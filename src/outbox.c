@@ -11,6 +11,7 @@ typedef struct Entry {
         bool has_row;
         Event **events;
         char **bodies;
+        char **summaries;
         size_t n_events;
         OutboxSaveFn save;
         OutboxDoneFn done;
@@ -33,9 +34,12 @@ struct Outbox {
 static void entry_free(Entry *e) {
         order_row_done(&e->row);
         events_free(e->events, e->n_events);
-        for (size_t i = 0; e->bodies && i < e->n_events; i++)
+        for (size_t i = 0; e->bodies && i < e->n_events; i++) {
                 free(e->bodies[i]);
+                free(e->summaries[i]);
+        }
         free(e->bodies);
+        free(e->summaries);
         free(e);
 }
 
@@ -85,21 +89,20 @@ int outbox_add(Outbox *o, OrderRow *row, Event **events, size_t n_events, Outbox
         if (!e)
                 return -ENOMEM;
         e->bodies = calloc(n_events ? n_events : 1, sizeof *e->bodies);
-        if (!e->bodies) {
-                free(e);
+        e->summaries = calloc(n_events ? n_events : 1, sizeof *e->summaries);
+        if (!e->bodies || !e->summaries) {
+                entry_free(e);
                 return -ENOMEM;
         }
         for (size_t i = 0; i < n_events; i++) {
                 int r = event_assign_id(events[i]);
                 if (r >= 0) {
                         e->bodies[i] = event_to_json(events[i], o->hostname);
-                        r = e->bodies[i] ? 0 : -ENOMEM;
+                        e->summaries[i] = event_summary(events[i]);
+                        r = e->bodies[i] && e->summaries[i] ? 0 : -ENOMEM;
                 }
                 if (r < 0) {
-                        for (size_t j = 0; j < i; j++)
-                                free(e->bodies[j]);
-                        free(e->bodies);
-                        free(e);
+                        entry_free(e); /* e->events is still NULL: the caller keeps them */
                         return r;
                 }
         }
@@ -151,8 +154,8 @@ static int save_entry(Outbox *o, Entry *e) {
                 size_t n = 0;
                 r = route(o, type, &n);
                 if (r >= 0)
-                        r = store_add_event(o->store, ev->id, type, ev->customer_id, ev->order_id, ev->time_usec,
-                                            e->bodies[i], o->routes, n);
+                        r = store_add_event(o->store, ev->id, type, ev->customer_id ?: "", ev->order_id ?: "",
+                                            ev->time_usec, e->bodies[i], e->summaries[i], o->routes, n);
         }
         return r;
 }

@@ -76,6 +76,16 @@ static const char *const schema_upgrades[] = {
         "        value TEXT NOT NULL);",
         /* 2: see OrderRow.answer_digest */
         "ALTER TABLE orders ADD COLUMN answer_digest BLOB;",
+        /* 3: discovery (SPEC §8), stalled orders (SPEC §9), the summary webhook formats show (SPEC §10).
+         * discovery_seen holds the de-duplication keys of activity log records already processed. */
+        "ALTER TABLE orders ADD COLUMN names TEXT;"
+        "ALTER TABLE orders ADD COLUMN discovered INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE orders ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE orders ADD COLUMN stalled INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE events ADD COLUMN summary TEXT;"
+        "CREATE TABLE discovery_seen ("
+        "        key TEXT PRIMARY KEY NOT NULL,"
+        "        operation_date INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 #define STORE_SCHEMA_VERSION ((int64_t) ELEMENTSOF(schema_upgrades))
@@ -105,13 +115,16 @@ typedef enum StoreStatement {
         STMT_WEBHOOK_NAMES,
         STMT_KV_GET,
         STMT_KV_SET,
+        STMT_SEEN_GET,
+        STMT_SEEN_ADD,
+        STMT_SEEN_PRUNE,
         _STMT_MAX,
 } StoreStatement;
 
 #define ORDER_COLUMNS                                                                                    \
         "customer_id, order_id, snapshot, last_poll, last_success, next_poll, not_found_since, "         \
         "consecutive_failures, fetch_failed, not_found, settled, last_http_status, last_error, "          \
-        "answer_digest"
+        "answer_digest, names, discovered, changed, stalled"
 
 static const char *const statement_sql[_STMT_MAX] = {
         [STMT_BEGIN] = "BEGIN IMMEDIATE",
@@ -121,7 +134,7 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_RELEASE] = "RELEASE store_op",
         [STMT_ROLLBACK_TO] = "ROLLBACK TO store_op",
         [STMT_PUT_ORDER] = "INSERT INTO orders (" ORDER_COLUMNS ") "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) "
                            "ON CONFLICT (customer_id, order_id) DO UPDATE SET "
                            "snapshot = excluded.snapshot, last_poll = excluded.last_poll, "
                            "last_success = excluded.last_success, next_poll = excluded.next_poll, "
@@ -129,9 +142,12 @@ static const char *const statement_sql[_STMT_MAX] = {
                            "consecutive_failures = excluded.consecutive_failures, "
                            "fetch_failed = excluded.fetch_failed, not_found = excluded.not_found, "
                            "settled = excluded.settled, last_http_status = excluded.last_http_status, "
-                           "last_error = excluded.last_error, answer_digest = excluded.answer_digest",
+                           "last_error = excluded.last_error, answer_digest = excluded.answer_digest, "
+                           "names = excluded.names, discovered = excluded.discovered, "
+                           "changed = excluded.changed, stalled = excluded.stalled",
         [STMT_PUT_ORDER_KEEP_SNAPSHOT] = "INSERT INTO orders (" ORDER_COLUMNS ") "
-                                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+                                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+                                         "?16, ?17, ?18) "
                                          "ON CONFLICT (customer_id, order_id) DO UPDATE SET "
                                          "last_poll = excluded.last_poll, "
                                          "last_success = excluded.last_success, next_poll = excluded.next_poll, "
@@ -141,15 +157,17 @@ static const char *const statement_sql[_STMT_MAX] = {
                                          "settled = excluded.settled, "
                                          "last_http_status = excluded.last_http_status, "
                                          "last_error = excluded.last_error, "
-                                         "answer_digest = excluded.answer_digest",
+                                         "answer_digest = excluded.answer_digest, names = excluded.names, "
+                                         "discovered = excluded.discovered, changed = excluded.changed, "
+                                         "stalled = excluded.stalled",
         [STMT_GET_ORDER] = "SELECT " ORDER_COLUMNS " FROM orders WHERE customer_id = ?1 AND order_id = ?2",
         [STMT_LIST_ORDERS] = "SELECT " ORDER_COLUMNS " FROM orders ORDER BY customer_id, order_id",
-        [STMT_ADD_EVENT] = "INSERT INTO events (event_id, event_type, customer_id, order_id, created, body) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        [STMT_ADD_EVENT] = "INSERT INTO events (event_id, event_type, customer_id, order_id, created, body, summary) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         /* OR IGNORE: a webhook named twice gets the event once */
         [STMT_QUEUE_ADD] = "INSERT OR IGNORE INTO queue (webhook, seq) VALUES (?1, ?2)",
         [STMT_QUEUE_LIST] = "SELECT q.seq, e.event_id, e.event_type, e.customer_id, e.order_id, e.body, "
-                            "q.attempts, e.created, q.next_attempt "
+                            "q.attempts, e.created, q.next_attempt, e.summary "
                             "FROM queue AS q JOIN events AS e ON e.seq = q.seq "
                             "WHERE q.webhook = ?1 AND q.seq > ?2 ORDER BY q.seq LIMIT ?3",
         [STMT_QUEUE_DELETE] = "DELETE FROM queue WHERE webhook = ?1 AND seq = ?2",
@@ -172,6 +190,9 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
         [STMT_KV_SET] = "INSERT INTO kv (key, value) VALUES (?1, ?2) "
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [STMT_SEEN_GET] = "SELECT 1 FROM discovery_seen WHERE key = ?1",
+        [STMT_SEEN_ADD] = "INSERT OR IGNORE INTO discovery_seen (key, operation_date) VALUES (?1, ?2)",
+        [STMT_SEEN_PRUNE] = "DELETE FROM discovery_seen WHERE operation_date < ?1",
 };
 
 struct Store {
@@ -193,6 +214,7 @@ void order_row_done(OrderRow *r) {
         free(r->order_id);
         free(r->snapshot_json);
         free(r->last_error);
+        order_names_free(r->names);
         *r = (OrderRow) {};
 }
 
@@ -202,8 +224,9 @@ int order_row_copy(const OrderRow *src, OrderRow *dst) {
         dst->order_id = strdup(src->order_id);
         dst->snapshot_json = src->snapshot_json ? strdup(src->snapshot_json) : NULL;
         dst->last_error = src->last_error ? strdup(src->last_error) : NULL;
+        dst->names = NULL;
         if (!dst->customer_id || !dst->order_id || (src->snapshot_json && !dst->snapshot_json) ||
-            (src->last_error && !dst->last_error)) {
+            (src->last_error && !dst->last_error) || (src->names && order_names_copy(src->names, &dst->names) < 0)) {
                 order_row_done(dst);
                 return -ENOMEM;
         }
@@ -219,6 +242,7 @@ void queued_events_free(QueuedEvent *q, size_t n) {
                 free(q[i].customer_id);
                 free(q[i].order_id);
                 free(q[i].body);
+                free(q[i].summary);
         }
         free(q);
 }
@@ -430,9 +454,18 @@ static int order_row_from_statement(sqlite3_stmt *st, OrderRow *ret) {
                 memcpy(row.answer_digest, digest, sizeof row.answer_digest);
                 row.has_answer_digest = true;
         }
+        row.discovered_usec = column_u64(st, 15);
+        row.changed_usec = column_u64(st, 16);
+        row.stalled = sqlite3_column_int(st, 17) != 0;
         if (column_strdup(st, 0, &row.customer_id) < 0 || column_strdup(st, 1, &row.order_id) < 0 ||
             column_strdup(st, 2, &row.snapshot_json) < 0 || column_strdup(st, 12, &row.last_error) < 0 ||
             !row.customer_id || !row.order_id) {
+                order_row_done(&row);
+                return -ENOMEM;
+        }
+        /* names are a courtesy: unreadable ones are no names */
+        const char *names = (const char *) sqlite3_column_text(st, 14);
+        if (names && order_names_from_json(names, &row.names) == -ENOMEM) {
                 order_row_done(&row);
                 return -ENOMEM;
         }
@@ -756,6 +789,18 @@ static int store_put_order_internal(Store *s, const OrderRow *row, StoreStatemen
                          : sqlite3_bind_null(st, 14);
         if (rc != SQLITE_OK)
                 return store_fail(s, rc);
+        _cleanup_free_ char *names = NULL;
+        if (!order_names_is_empty(row->names) && !(names = order_names_to_json(row->names)))
+                return store_oom(s);
+        rc = names ? sqlite3_bind_text(st, 15, names, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 15);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 16, (int64_t) row->discovered_usec);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 17, (int64_t) row->changed_usec);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 18, (int64_t) row->stalled);
+        if (rc != SQLITE_OK)
+                return store_fail(s, rc);
         return store_step_done(s, st);
 }
 
@@ -819,7 +864,8 @@ int store_foreach_order(Store *s, int (*cb)(const OrderRow *row, void *userdata)
 
 static int store_add_event_internal(Store *s, const char *event_id, const char *event_type,
                                     const char *customer_id, const char *order_id, uint64_t created_usec,
-                                    const char *body, char *const *webhooks, size_t n_webhooks) {
+                                    const char *body, const char *summary, char *const *webhooks,
+                                    size_t n_webhooks) {
         sqlite3_int64 seq;
         int r;
 
@@ -828,8 +874,8 @@ static int store_add_event_internal(Store *s, const char *event_id, const char *
                 r = store_statement(s, STMT_ADD_EVENT, &st);
                 if (r < 0)
                         return r;
-                r = store_bind(s, st, "ttttit", event_id, event_type, customer_id, order_id,
-                               (int64_t) created_usec, body);
+                r = store_bind(s, st, "ttttitt", event_id, event_type, customer_id, order_id,
+                               (int64_t) created_usec, body, summary);
                 if (r < 0)
                         return r;
                 r = store_step_done(s, st);
@@ -854,8 +900,8 @@ static int store_add_event_internal(Store *s, const char *event_id, const char *
 }
 
 int store_add_event(Store *s, const char *event_id, const char *event_type, const char *customer_id,
-                    const char *order_id, uint64_t created_usec, const char *body, char *const *webhooks,
-                    size_t n_webhooks) {
+                    const char *order_id, uint64_t created_usec, const char *body, const char *summary,
+                    char *const *webhooks, size_t n_webhooks) {
         bool outer;
         int r;
 
@@ -871,7 +917,7 @@ int store_add_event(Store *s, const char *event_id, const char *event_type, cons
         r = store_savepoint(s, &outer);
         if (r < 0)
                 return r;
-        r = store_add_event_internal(s, event_id, event_type, customer_id, order_id, created_usec, body,
+        r = store_add_event_internal(s, event_id, event_type, customer_id, order_id, created_usec, body, summary,
                                      webhooks, n_webhooks);
         if (r == -EEXIST)
                 store_set_error(s, r, "Event id '%s' exists already", event_id);
@@ -923,7 +969,7 @@ int store_queue_list(Store *s, const char *webhook, int64_t after_seq, size_t li
                 };
                 if (column_strdup(st, 1, &q->event_id) < 0 || column_strdup(st, 2, &q->event_type) < 0 ||
                     column_strdup(st, 3, &q->customer_id) < 0 || column_strdup(st, 4, &q->order_id) < 0 ||
-                    column_strdup(st, 5, &q->body) < 0) {
+                    column_strdup(st, 5, &q->body) < 0 || column_strdup(st, 9, &q->summary) < 0) {
                         r = store_oom(s);
                         goto fail;
                 }
@@ -1156,4 +1202,36 @@ int store_kv_set(Store *s, const char *key, const char *value) {
         if (r < 0)
                 return r;
         return store_step_done(s, st);
+}
+
+int store_seen_has(Store *s, const char *key) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r = store_statement(s, STMT_SEEN_GET, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "t", key);
+        if (r < 0)
+                return r;
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                return 1;
+        return rc == SQLITE_DONE ? 0 : store_fail(s, rc);
+}
+
+int store_seen_add(Store *s, const char *key, uint64_t operation_usec) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r = store_statement(s, STMT_SEEN_ADD, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "ti", key, (int64_t) operation_usec);
+        return r < 0 ? r : store_step_done(s, st);
+}
+
+int store_seen_prune(Store *s, uint64_t before_usec) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r = store_statement(s, STMT_SEEN_PRUNE, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "i", (int64_t) before_usec);
+        return r < 0 ? r : store_step_done(s, st);
 }

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "names.h"
 #include "util.h"
 
 /* The state store of SPEC §5: one SQLite database "provwatch.db" (WAL) in the state directory.
@@ -46,6 +47,10 @@ typedef struct OrderRow {
          * need not be parsed. Only for an answer of one page. */
         uint8_t answer_digest[16];
         bool has_answer_digest;
+        OrderNames *names;        /* what the activity log or a customer's order list named; NULL: none */
+        uint64_t discovered_usec; /* realtime when discovery found the order, 0 = never (configured only) */
+        uint64_t changed_usec;    /* the stall clock (SPEC §9): last change, else the first good poll; 0 = none */
+        bool stalled;             /* order.stalled was emitted for the clock running now */
 } OrderRow;
 
 void order_row_done(OrderRow *r);
@@ -59,6 +64,7 @@ typedef struct QueuedEvent {
         char *customer_id;
         char *order_id;
         char *body; /* the CloudEvent JSON exactly as committed */
+        char *summary; /* its one-line summary (the journal MESSAGE), NULL for events of older versions */
         unsigned attempts;
         uint64_t created_usec;       /* realtime of commit */
         uint64_t next_attempt_usec;  /* realtime, 0 = now */
@@ -100,7 +106,7 @@ int store_foreach_order(Store *s, int (*cb)(const OrderRow *row, void *userdata)
  * twice queues once). Atomic on its own; inside a transaction a failure (-EEXIST for a duplicate
  * event id) undoes only this call, the transaction can still be committed or rolled back. */
 int store_add_event(Store *s, const char *event_id, const char *event_type, const char *customer_id,
-                    const char *order_id, uint64_t created_usec, const char *body,
+                    const char *order_id, uint64_t created_usec, const char *body, const char *summary,
                     char *const *webhooks, size_t n_webhooks);
 
 /* Queue of one webhook in commit order (seq ascending), at most limit rows (0 = no limit) with
@@ -126,3 +132,9 @@ int store_webhook_names(Store *s, char ***ret);
 /* Small key/value settings, e.g. "refresh-token" and "refresh-token-source". */
 int store_kv_get(Store *s, const char *key, char **ret); /* -ENOENT when absent (*ret untouched) */
 int store_kv_set(Store *s, const char *key, const char *value);
+
+/* De-duplication keys of activity log records already processed (SPEC §8): 1 when key is there,
+ * 0 when not; adding one twice keeps the first; pruning drops those of records older than before. */
+int store_seen_has(Store *s, const char *key);
+int store_seen_add(Store *s, const char *key, uint64_t operation_usec);
+int store_seen_prune(Store *s, uint64_t before_usec);

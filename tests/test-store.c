@@ -121,7 +121,7 @@ static void put_order(Store *s, const char *customer_id, const char *order_id, c
 static int add_event(Store *s, const char *id, const char *body, const char *hook1, const char *hook2) {
         char *hooks[] = {(char *) hook1, (char *) hook2};
         size_t n = hook2 ? 2 : hook1 ? 1 : 0;
-        return store_add_event(s, id, "provwatch.lineitem.added", "cust", "ord", 1234, body, hooks, n);
+        return store_add_event(s, id, "provwatch.lineitem.added", "cust", "ord", 1234, body, NULL, hooks, n);
 }
 
 static int64_t first_seq(Store *s, const char *hook) {
@@ -188,7 +188,7 @@ static void test_open_create_reopen(void **state) {
         assert_int_equal(db_int(db, "PRAGMA synchronous"), 1); /* NORMAL */
         assert_int_equal(db_int(db, "PRAGMA foreign_keys"), 1);
         assert_int_equal(db_int(db, "PRAGMA busy_timeout"), 5000);
-        assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+        assert_int_equal(db_int(db, "PRAGMA user_version"), 3);
 
         put_order(s, "c", "o", "{}");
         assert_int_equal(store_kv_set(s, "k", "v"), 0);
@@ -435,7 +435,7 @@ static void test_add_event_webhooks(void **state) {
         assert_int_equal(raw_int(t->dir, "SELECT count(*) FROM events"), 3);
         assert_int_equal(raw_int(t->dir, "SELECT count(*) FROM queue"), 4);
 
-        assert_int_equal(store_add_event(s, "e4", "x", "c", "o", 0, NULL, NULL, 0), -EINVAL);
+        assert_int_equal(store_add_event(s, "e4", "x", "c", "o", 0, NULL, NULL, NULL, 0), -EINVAL);
 }
 
 static void test_queue_list_paging(void **state) {
@@ -827,7 +827,7 @@ _Noreturn static void crash_child(const char *dir, bool commit, int fd) {
                 if (store_put_order(s, &row) < 0)
                         child_die(fd, 'p');
         }
-        if (store_add_event(s, "crash-e1", "t", "crash", "o0001", 1, "{}", hooks, 1) < 0 ||
+        if (store_add_event(s, "crash-e1", "t", "crash", "o0001", 1, "{}", NULL, hooks, 1) < 0 ||
             store_kv_set(s, "k", "crashed") < 0)
                 child_die(fd, 'e');
         if (!commit)
@@ -928,7 +928,7 @@ static void test_crash_random(void **state) {
                         snprintf(o, sizeof o, "o%06u", i);
                         OrderRow row = {.customer_id = (char *) "c", .order_id = o, .snapshot_json = o};
                         if (store_begin(s) < 0 || store_put_order(s, &row) < 0 ||
-                            store_add_event(s, o, "t", "c", o, i, o, hooks, 1) < 0 || store_commit(s) < 0)
+                            store_add_event(s, o, "t", "c", o, i, o, NULL, hooks, 1) < 0 || store_commit(s) < 0)
                                 child_die(fds[1], 'f');
                         if (write(fds[1], "x", 1) != 1)
                                 child_die(fds[1], 'w');
@@ -1125,7 +1125,7 @@ static void test_schema_version(void **state) {
         /* left as it was */
         assert_int_equal(raw_int(t->dir, "PRAGMA user_version"), 99);
 
-        raw_exec(t->dir, "PRAGMA user_version = 2; PRAGMA application_id = 42");
+        raw_exec(t->dir, "PRAGMA user_version = 3; PRAGMA application_id = 42");
         assert_int_equal(store_open(t->dir, STORE_READ_WRITE, &s), -EPROTO);
         assert_non_null(strstr(store_error(NULL), "Not a provwatch database"));
 
@@ -1134,16 +1134,92 @@ static void test_schema_version(void **state) {
         put_order(s, "c", "o", "{}");
         store_free(s);
 
-        /* a version 1 database (no answer_digest) is upgraded in place, its rows kept */
-        raw_exec(t->dir, "ALTER TABLE orders DROP COLUMN answer_digest; PRAGMA user_version = 1");
-        assert_int_equal(store_open(t->dir, STORE_READ_ONLY, &s), -EPROTO);
-        s = open_rw(t->dir);
-        assert_int_equal(raw_int(t->dir, "PRAGMA user_version"), 2);
-        OrderRow row = {};
-        assert_int_equal(store_get_order(s, "c", "o", &row), 0);
-        assert_string_equal(row.snapshot_json, "{}");
-        assert_false(row.has_answer_digest);
-        order_row_done(&row);
+        /* databases of versions 1 (no answer_digest) and 2 (before discovery) are upgraded in place,
+         * their rows and queued events kept */
+        static const char *const back_to_2 =
+                "ALTER TABLE orders DROP COLUMN names; ALTER TABLE orders DROP COLUMN discovered;"
+                "ALTER TABLE orders DROP COLUMN changed; ALTER TABLE orders DROP COLUMN stalled;"
+                "ALTER TABLE events DROP COLUMN summary; DROP TABLE discovery_seen; PRAGMA user_version = 2";
+        for (int version = 1; version <= 2; version++) {
+                s = open_rw(t->dir);
+                char *hooks[] = { (char *) "w" };
+                char id[16];
+                snprintf(id, sizeof id, "ev-%d", version);
+                assert_int_equal(store_add_event(s, id, "t", "c", "o", 1, "{}", "summary", hooks, 1), 0);
+                store_free(s);
+                raw_exec(t->dir, back_to_2);
+                if (version == 1)
+                        raw_exec(t->dir, "ALTER TABLE orders DROP COLUMN answer_digest; PRAGMA user_version = 1");
+                assert_int_equal(store_open(t->dir, STORE_READ_ONLY, &s), -EPROTO);
+                s = open_rw(t->dir);
+                assert_int_equal(raw_int(t->dir, "PRAGMA user_version"), 3);
+                OrderRow row = {};
+                assert_int_equal(store_get_order(s, "c", "o", &row), 0);
+                assert_string_equal(row.snapshot_json, "{}");
+                assert_false(row.has_answer_digest);
+                assert_null(row.names);
+                assert_int_equal(row.discovered_usec, 0);
+                assert_int_equal(row.changed_usec, 0);
+                assert_false(row.stalled);
+                order_row_done(&row);
+                QueuedEvent *q = NULL;
+                size_t n = 0;
+                assert_int_equal(store_queue_list(s, "w", 0, 0, &q, &n), 0);
+                assert_int_equal(n, 1);
+                assert_string_equal(q[0].event_id, id);
+                assert_null(q[0].summary); /* from before the summary was kept */
+                assert_int_equal(store_queue_delivered(s, "w", q[0].seq), 0);
+                queued_events_free(q, n);
+                store_free(s);
+        }
+}
+
+static void test_discovery_rows(void **state) {
+        Test *t = *state;
+        Store *s = open_rw(t->dir);
+        _cleanup_(order_names_freep) OrderNames *names = order_names_new();
+
+        names->customer_name = strdup("Fabrikam Ltd");
+        assert_int_equal(order_names_set_item(names, 0, "O:1", "Microsoft 365 E3", 25), 0);
+        OrderRow row = {
+                .customer_id = (char *) "c", .order_id = (char *) "o", .names = names,
+                .discovered_usec = 1000, .changed_usec = 2000, .stalled = true,
+        };
+        assert_int_equal(store_put_order(s, &row), 0);
+        OrderRow got = {};
+        assert_int_equal(store_get_order(s, "c", "o", &got), 0);
+        assert_string_equal(got.names->customer_name, "Fabrikam Ltd");
+        assert_string_equal(got.names->items[0].friendly_name, "Microsoft 365 E3");
+        assert_int_equal(got.discovered_usec, 1000);
+        assert_int_equal(got.changed_usec, 2000);
+        assert_true(got.stalled);
+        OrderRow copy = {};
+        assert_int_equal(order_row_copy(&got, &copy), 0);
+        assert_ptr_not_equal(copy.names, got.names);
+        assert_string_equal(copy.names->items[0].offer_id, "O:1");
+        order_row_done(&copy);
+        order_row_done(&got);
+
+        /* keep-snapshot writes carry the names and the clock too */
+        row.names = NULL;
+        row.stalled = false;
+        row.snapshot_json = (char *) "{\"items\":[]}";
+        assert_int_equal(store_put_order_keep_snapshot(s, &row), 0);
+        assert_int_equal(store_get_order(s, "c", "o", &got), 0);
+        assert_null(got.names);
+        assert_false(got.stalled);
+        assert_null(got.snapshot_json);
+        order_row_done(&got);
+
+        /* de-duplication keys */
+        assert_int_equal(store_seen_has(s, "k1"), 0);
+        assert_int_equal(store_seen_add(s, "k1", 100), 0);
+        assert_int_equal(store_seen_add(s, "k1", 999), 0);
+        assert_int_equal(store_seen_add(s, "k2", 200), 0);
+        assert_int_equal(store_seen_has(s, "k1"), 1);
+        assert_int_equal(store_seen_prune(s, 150), 0);
+        assert_int_equal(store_seen_has(s, "k1"), 0);
+        assert_int_equal(store_seen_has(s, "k2"), 1);
         store_free(s);
 }
 
@@ -1194,6 +1270,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_enospc, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_read_only_files, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_discovery_rows, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
         };
 

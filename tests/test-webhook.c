@@ -389,7 +389,7 @@ static void add_event(Ctx *c, const char *order, unsigned k) {
                 id, order, k, order, k);
         char *names[] = { c->wh.name };
         assert_int_equal(store_add_event(c->store, id, "provwatch.lineitem.changed", "c1", order,
-                                         now_realtime_usec(), body, names, 1),
+                                         now_realtime_usec(), body, "summary", names, 1),
                          0);
 }
 
@@ -741,7 +741,7 @@ static void test_reconfigure(void **state) {
                 "\"data\":{\"customer_id\":\"c1\",\"order_id\":\"reconf0\",\"k\":0}}",
                 id);
         assert_int_equal(store_add_event(c.store, id, "provwatch.order.completed", "c1", "reconf0",
-                                         now_realtime_usec(), body, names, 2),
+                                         now_realtime_usec(), body, NULL, names, 2),
                          0);
 
         /* "reconf-a" is sending it (slowly) when it is removed: the request is abandoned */
