@@ -244,7 +244,15 @@ static int process_answer(PollJob *job, PollAnswer *a) {
         _cleanup_(order_update_done) OrderUpdate u = {};
         int r;
 
-        if (a->outcome == POLL_OUTCOME_OK && a->snapshot && x->has_snapshot) {
+        OrderPolicy policy = {
+                .terminal_statuses = m->config->terminal_statuses,
+                .not_found_grace_usec = m->config->not_found_grace_usec,
+                .failure_threshold = m->config->failure_threshold,
+                .stall_after_usec = m->config->stall_after_usec,
+        };
+        uint64_t now = now_realtime_usec();
+        if (a->outcome == POLL_OUTCOME_OK && x->has_snapshot &&
+            (a->snapshot || order_stall_due(&x->row, &policy, now))) {
                 r = load_old_snapshot(m, x, &old);
                 if (r < 0)
                         return r;
@@ -256,12 +264,7 @@ static int process_answer(PollJob *job, PollAnswer *a) {
                 .reason = a->reason,
                 .code = a->code,
                 .description = a->description,
-                .time_usec = now_realtime_usec(),
-        };
-        OrderPolicy policy = {
-                .terminal_statuses = m->config->terminal_statuses,
-                .not_found_grace_usec = m->config->not_found_grace_usec,
-                .failure_threshold = m->config->failure_threshold,
+                .time_usec = now,
         };
         r = order_state_apply(&x->row, old, &report, &policy, &u);
         if (r < 0)

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <strings.h>
+
 #include "diff.h"
 #include "order-state.h"
 
@@ -23,9 +25,47 @@ static int add_event(OrderUpdate *u, Event *e) {
         return 0;
 }
 
+bool order_stall_due(const OrderRow *row, const OrderPolicy *policy, uint64_t now) {
+        return policy->stall_after_usec > 0 && !row->settled && !row->stalled && row->changed_usec > 0 &&
+               now >= row->changed_usec && now - row->changed_usec >= policy->stall_after_usec;
+}
+
+/* order.stalled names the line items that are not terminal yet. */
+static int add_stalled(OrderUpdate *u, const Snapshot *current, const PollReport *p, const OrderPolicy *policy) {
+        OrderRow *row = &u->row;
+        Event *e = event_new(EVENT_ORDER_STALLED, row->customer_id, row->order_id, p->time_usec,
+                             row->last_success_usec);
+        int r = add_event(u, e);
+        if (r < 0)
+                return r;
+        e->since_usec = row->changed_usec;
+        e->line_items = snapshot_new();
+        if (!e->line_items)
+                return -ENOMEM;
+        for (size_t i = 0; i < current->n_items; i++) {
+                const LineItem *li = &current->items[i];
+                bool terminal = false;
+                for (char *const *t = policy->terminal_statuses; t && *t && !terminal; t++)
+                        terminal = strcasecmp(li->status, *t) == 0;
+                if (terminal)
+                        continue;
+                LineItem copy;
+                r = line_item_copy(li, &copy);
+                if (r >= 0)
+                        r = snapshot_merge_items(e->line_items, &copy, 1, NULL);
+                if (r < 0) {
+                        line_item_done(&copy);
+                        return r;
+                }
+        }
+        row->stalled = true;
+        return 0;
+}
+
 static int apply_ok(OrderUpdate *u, const Snapshot *old, const PollReport *p, const OrderPolicy *policy) {
         OrderRow *row = &u->row;
         const char *cid = row->customer_id, *oid = row->order_id;
+        bool changed = false;
         int r;
 
         if (row->fetch_failed || row->not_found) {
@@ -41,6 +81,8 @@ static int apply_ok(OrderUpdate *u, const Snapshot *old, const PollReport *p, co
                 if (r < 0)
                         return r;
                 for (size_t i = 0; i < n; i++) {
+                        changed = changed || ev[i]->type == EVENT_LINEITEM_ADDED ||
+                                  ev[i]->type == EVENT_LINEITEM_CHANGED || ev[i]->type == EVENT_LINEITEM_REMOVED;
                         r = add_event(u, ev[i]);
                         if (r < 0) {
                                 events_free(ev + i + 1, n - i - 1);
@@ -55,6 +97,17 @@ static int apply_ok(OrderUpdate *u, const Snapshot *old, const PollReport *p, co
         }
         if (p->snapshot)
                 row->settled = snapshot_is_settled(p->snapshot, policy->terminal_statuses);
+        /* the stall clock starts at the first good poll and again at every change */
+        if (changed || row->changed_usec == 0) {
+                row->changed_usec = p->time_usec;
+                row->stalled = false;
+        }
+        const Snapshot *current = p->snapshot ? p->snapshot : old;
+        if (current && order_stall_due(row, policy, p->time_usec)) {
+                r = add_stalled(u, current, p, policy);
+                if (r < 0)
+                        return r;
+        }
         row->last_success_usec = p->time_usec;
         row->consecutive_failures = 0;
         row->fetch_failed = row->not_found = false;
@@ -139,6 +192,11 @@ int order_state_apply(const OrderRow *row, const Snapshot *old, const PollReport
         }
         if (r < 0)
                 return r;
+        for (size_t i = 0; i < u.n_events; i++) {
+                r = event_set_names(u.events[i], u.row.names);
+                if (r < 0)
+                        return r;
+        }
         *ret = u;
         u = (OrderUpdate) {};
         return 0;

@@ -35,6 +35,7 @@ typedef struct OrderPolicy {
         char *const *terminal_statuses; /* NULL-terminated, lowercased */
         uint64_t not_found_grace_usec;
         unsigned failure_threshold;
+        uint64_t stall_after_usec; /* 0 = no order.stalled */
 } OrderPolicy;
 
 typedef struct OrderUpdate {
@@ -45,11 +46,15 @@ typedef struct OrderUpdate {
 
 void order_update_done(OrderUpdate *u);
 
-/* old: the stored snapshot, NULL when there is none or it is not needed (report->snapshot NULL).
- * Returns -ENOMEM or -EINVAL (a report that does not fit its outcome); *ret is written only on
- * success. */
+/* old: the stored snapshot, NULL when there is none or it is not needed (report->snapshot NULL and
+ * no stall due, see order_stall_due()). Every event carries the row's names. Returns -ENOMEM or
+ * -EINVAL (a report that does not fit its outcome); *ret is written only on success. */
 int order_state_apply(const OrderRow *row, const Snapshot *old, const PollReport *report,
                        const OrderPolicy *policy, OrderUpdate *ret);
+
+/* Whether a good poll at now_usec finds the order stalled (SPEC §9): then it needs the stored snapshot
+ * even when the answer is the one it was made from, to name the line items still pending. */
+bool order_stall_due(const OrderRow *row, const OrderPolicy *policy, uint64_t now_usec);
 
 /* The state an operator sees (status, metrics, STATUS=). */
 typedef enum OrderState {

@@ -34,6 +34,7 @@ typedef struct Step {
 typedef struct Case {
         const char *name;
         Step steps[8];
+        unsigned stall_after_sec; /* 0 = off */
 } Case;
 
 static Snapshot *snap(const char *desc) {
@@ -65,6 +66,8 @@ static const char *short_type(EventType t) {
 
 static void run_case(const Case *c) {
         OrderRow row = { .customer_id = strdup("C"), .order_id = strdup("O") };
+        OrderPolicy p = policy;
+        p.stall_after_usec = c->stall_after_sec * USEC_PER_SEC;
         Snapshot *stored = NULL;
         uint64_t last_success = 0;
 
@@ -84,7 +87,9 @@ static void run_case(const Case *c) {
                 };
                 OrderUpdate u = {};
                 print_message("%s, step %zu\n", c->name, i);
-                assert_int_equal(order_state_apply(&row, answer ? stored : NULL, &report, &policy, &u), 0);
+                /* the daemon passes the stored snapshot when the answer needs it or a stall is due */
+                bool need_old = answer || (s->kind == SAME && order_stall_due(&row, &p, report.time_usec));
+                assert_int_equal(order_state_apply(&row, need_old ? stored : NULL, &report, &p, &u), 0);
 
                 char got[256] = "";
                 for (size_t e = 0; e < u.n_events; e++) {
@@ -100,6 +105,12 @@ static void run_case(const Case *c) {
                                 assert_int_equal(ev->http_status, 503);
                                 assert_string_equal(ev->reason, "HTTP 503");
                         }
+                        if (ev->type == EVENT_ORDER_STALLED) {
+                                assert_int_equal(ev->since_usec, row.changed_usec);
+                                assert_non_null(ev->line_items);
+                                for (size_t k = 0; k < ev->line_items->n_items; k++)
+                                        assert_string_not_equal(ev->line_items->items[k].status, "fulfilled");
+                        }
                         if (ev->type == EVENT_ORDER_NOT_FOUND) {
                                 assert_string_equal(ev->code, "20000");
                                 assert_string_equal(ev->description, "Order ID not found");
@@ -108,8 +119,9 @@ static void run_case(const Case *c) {
                 assert_string_equal(got, s->events);
 
                 char flags[64] = "";
-                snprintf(flags, sizeof flags, "%s%s%s", u.row.settled ? "settled " : "",
-                         u.row.fetch_failed ? "fetch_failed " : "", u.row.not_found ? "not_found " : "");
+                snprintf(flags, sizeof flags, "%s%s%s%s", u.row.settled ? "settled " : "",
+                         u.row.fetch_failed ? "fetch_failed " : "", u.row.not_found ? "not_found " : "",
+                         u.row.stalled ? "stalled " : "");
                 if (*flags)
                         flags[strlen(flags) - 1] = 0;
                 assert_string_equal(flags, s->flags);
@@ -191,6 +203,23 @@ static const Case cases[] = {
             { FAILED, 70, NULL, "", "", false },
             { FAILED, 90, NULL, "order.fetch_failed", "fetch_failed", false },
             { OK, 200, "0:fulfilled", "order.recovered lineitem.changed order.completed", "settled", true } } },
+        { "stalled: once, counted from the first good poll, re-armed by a change",
+          { { OK, 0, "0:prefulfillmentpending 1:fulfilled", "lineitem.added lineitem.added", "", true },
+            { SAME, 500, NULL, "", "", false },
+            { SAME, 1000, NULL, "order.stalled", "stalled", false },
+            { OK, 1500, "0:prefulfillmentpending 1:fulfilled", "", "stalled", false },
+            { OK, 1600, "0:prefulfillmentpending:prefulfillmentpending=1 1:fulfilled", "lineitem.changed", "", true },
+            { SAME, 2599, NULL, "", "", false },
+            { OK, 2600, "0:prefulfillmentpending:prefulfillmentpending=1 1:fulfilled", "order.stalled", "stalled", false },
+            { OK, 2700, "0:fulfilled 1:fulfilled", "lineitem.changed order.completed", "settled", true } },
+          1000 },
+        { "never for a completed order; failures do not restart the clock",
+          { { OK, 0, "0:fulfilled", "lineitem.added order.completed", "settled", true },
+            { SAME, 5000, NULL, "", "settled", false },
+            { OK, 6000, "0:fulfilled 1:prefulfillmentpending", "lineitem.added", "", true },
+            { FAILED, 6500, NULL, "", "", false },
+            { SAME, 7000, NULL, "order.stalled", "stalled", false } },
+          1000 },
         { "a failure run is not cut short by a 404, nor a 404 run by a failure",
           { { FAILED, 0, NULL, "", "", false },
             { FAILED, 10, NULL, "", "", false },
@@ -201,6 +230,26 @@ static const Case cases[] = {
 static void test_cases(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
                 run_case(&cases[i]);
+}
+
+static void test_names_on_every_event(void **state) {
+        _cleanup_(order_names_freep) OrderNames *names = order_names_new();
+        names->customer_name = strdup("Fabrikam Ltd");
+        assert_int_equal(order_names_set_item(names, 0, "O:0", "Microsoft 365 E3", 5), 0);
+        OrderRow row = { .customer_id = (char *) "C", .order_id = (char *) "O", .names = names, .fetch_failed = true };
+        _cleanup_(snapshot_freep) Snapshot *s = snap("0:fulfilled");
+        OrderUpdate u = {};
+        assert_int_equal(order_state_apply(&row, NULL, &(PollReport) { .outcome = POLL_OUTCOME_OK, .snapshot = s, .time_usec = T0 },
+                                           &policy, &u),
+                         0);
+        assert_int_equal(u.n_events, 3); /* recovered, added, completed */
+        for (size_t i = 0; i < u.n_events; i++) {
+                assert_non_null(u.events[i]->names);
+                assert_string_equal(u.events[i]->names->customer_name, "Fabrikam Ltd");
+        }
+        assert_ptr_not_equal(u.row.names, names);
+        assert_string_equal(u.row.names->items[0].friendly_name, "Microsoft 365 E3");
+        order_update_done(&u);
 }
 
 static void test_bad_report(void **state) {
@@ -230,6 +279,7 @@ static void test_order_row_state(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_cases),
+                cmocka_unit_test(test_names_on_every_event),
                 cmocka_unit_test(test_bad_report),
                 cmocka_unit_test(test_order_row_state),
         };
