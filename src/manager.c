@@ -264,6 +264,9 @@ static int process_answer(PollJob *job, PollAnswer *a) {
                 .reason = a->reason,
                 .code = a->code,
                 .description = a->description,
+                .correlation_id = a->correlation_id,
+                .request_id = a->request_id,
+                .ms_cv = a->ms_cv,
                 .time_usec = now,
         };
         r = order_state_apply(&x->row, old, &report, &policy, &u);

@@ -156,7 +156,11 @@ static int apply_failed(OrderUpdate *u, const PollReport *p, const OrderPolicy *
                 return r;
         e->http_status = p->http_status;
         e->reason = strdup(reason);
-        if (!e->reason)
+        e->correlation_id = p->correlation_id ? strdup(p->correlation_id) : NULL;
+        e->request_id = p->request_id ? strdup(p->request_id) : NULL;
+        e->ms_cv = p->ms_cv ? strdup(p->ms_cv) : NULL;
+        if (!e->reason || (p->correlation_id && !e->correlation_id) || (p->request_id && !e->request_id) ||
+            (p->ms_cv && !e->ms_cv))
                 return -ENOMEM;
         row->fetch_failed = true;
         return 0;

@@ -28,6 +28,8 @@ typedef struct PollReport {
         long http_status;                /* 0 when there was no answer */
         const char *reason;              /* FAILED: why, for the row and order.fetch_failed */
         const char *code, *description;  /* NOT_FOUND: from the error body, NULL when absent */
+        /* FAILED: the support handles of the last request (SPEC §3), NULL when unknown */
+        const char *correlation_id, *request_id, *ms_cv;
         uint64_t time_usec;              /* realtime at which the poll completed */
 } PollReport;
 

@@ -83,6 +83,7 @@ static void run_case(const Case *c) {
                         .reason = s->kind == FAILED ? "HTTP 503" : NULL,
                         .code = s->kind == NOT_FOUND ? "20000" : NULL,
                         .description = s->kind == NOT_FOUND ? "Order ID not found" : NULL,
+                        .correlation_id = "corr", .request_id = "req", .ms_cv = s->kind == FAILED ? "cv.1" : NULL,
                         .time_usec = T0 + s->at_sec * USEC_PER_SEC,
                 };
                 OrderUpdate u = {};
@@ -104,6 +105,9 @@ static void run_case(const Case *c) {
                         if (ev->type == EVENT_ORDER_FETCH_FAILED) {
                                 assert_int_equal(ev->http_status, 503);
                                 assert_string_equal(ev->reason, "HTTP 503");
+                                assert_string_equal(ev->correlation_id, "corr");
+                                assert_string_equal(ev->request_id, "req");
+                                assert_string_equal(ev->ms_cv, "cv.1");
                         }
                         if (ev->type == EVENT_ORDER_STALLED) {
                                 assert_int_equal(ev->since_usec, row.changed_usec);
