@@ -203,6 +203,11 @@ static void on_committed(int r, OrderRow *row, void *userdata) {
                 x->backoff_failures++;
                 schedule_after(m, x, next_delay(m, x->row.settled, x->backoff_failures), true);
         } else {
+                /* names and the discovery mark belong to discovery, which may have changed them
+                 * while this poll was under way */
+                order_names_free(row->names);
+                row->names = TAKE_PTR(x->row.names);
+                row->discovered_usec = x->row.discovered_usec;
                 order_row_done(&x->row);
                 x->row = *row;
                 *row = (OrderRow) {};

@@ -115,6 +115,7 @@ typedef enum StoreStatement {
         STMT_WEBHOOK_NAMES,
         STMT_KV_GET,
         STMT_KV_SET,
+        STMT_SET_NAMES,
         STMT_SEEN_GET,
         STMT_SEEN_ADD,
         STMT_SEEN_PRUNE,
@@ -143,7 +144,6 @@ static const char *const statement_sql[_STMT_MAX] = {
                            "fetch_failed = excluded.fetch_failed, not_found = excluded.not_found, "
                            "settled = excluded.settled, last_http_status = excluded.last_http_status, "
                            "last_error = excluded.last_error, answer_digest = excluded.answer_digest, "
-                           "names = excluded.names, discovered = excluded.discovered, "
                            "changed = excluded.changed, stalled = excluded.stalled",
         [STMT_PUT_ORDER_KEEP_SNAPSHOT] = "INSERT INTO orders (" ORDER_COLUMNS ") "
                                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
@@ -157,9 +157,8 @@ static const char *const statement_sql[_STMT_MAX] = {
                                          "settled = excluded.settled, "
                                          "last_http_status = excluded.last_http_status, "
                                          "last_error = excluded.last_error, "
-                                         "answer_digest = excluded.answer_digest, names = excluded.names, "
-                                         "discovered = excluded.discovered, changed = excluded.changed, "
-                                         "stalled = excluded.stalled",
+                                         "answer_digest = excluded.answer_digest, "
+                                         "changed = excluded.changed, stalled = excluded.stalled",
         [STMT_GET_ORDER] = "SELECT " ORDER_COLUMNS " FROM orders WHERE customer_id = ?1 AND order_id = ?2",
         [STMT_LIST_ORDERS] = "SELECT " ORDER_COLUMNS " FROM orders ORDER BY customer_id, order_id",
         [STMT_ADD_EVENT] = "INSERT INTO events (event_id, event_type, customer_id, order_id, created, body, summary) "
@@ -190,6 +189,9 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
         [STMT_KV_SET] = "INSERT INTO kv (key, value) VALUES (?1, ?2) "
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [STMT_SET_NAMES] = "INSERT INTO orders (customer_id, order_id, names, discovered) VALUES (?1, ?2, ?3, ?4) "
+                           "ON CONFLICT (customer_id, order_id) DO UPDATE SET names = excluded.names, "
+                           "discovered = max(discovered, excluded.discovered)",
         [STMT_SEEN_GET] = "SELECT 1 FROM discovery_seen WHERE key = ?1",
         [STMT_SEEN_ADD] = "INSERT OR IGNORE INTO discovery_seen (key, operation_date) VALUES (?1, ?2)",
         [STMT_SEEN_PRUNE] = "DELETE FROM discovery_seen WHERE operation_date < ?1",
@@ -1233,5 +1235,18 @@ int store_seen_prune(Store *s, uint64_t before_usec) {
         if (r < 0)
                 return r;
         r = store_bind(s, st, "i", (int64_t) before_usec);
+        return r < 0 ? r : store_step_done(s, st);
+}
+
+int store_set_order_names(Store *s, const char *customer_id, const char *order_id, const OrderNames *names,
+                          uint64_t discovered_usec) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *json = NULL;
+        if (!order_names_is_empty(names) && !(json = order_names_to_json(names)))
+                return store_oom(s);
+        int r = store_statement(s, STMT_SET_NAMES, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "ttti", customer_id, order_id, json, (int64_t) discovered_usec);
         return r < 0 ? r : store_step_done(s, st);
 }

@@ -90,7 +90,8 @@ int store_begin(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);
 
-/* Insert or replace the row of (customer_id, order_id). */
+/* Insert or replace the row of (customer_id, order_id). An existing row keeps its names and discovery
+ * mark: those belong to store_set_order_names(), so that a poll under way never undoes them. */
 int store_put_order(Store *s, const OrderRow *row);
 /* The same, except that an existing row keeps the snapshot it has (row->snapshot_json is stored only
  * for a new row): what a poll that did not change the snapshot writes, without holding it in memory. */
@@ -132,6 +133,11 @@ int store_webhook_names(Store *s, char ***ret);
 /* Small key/value settings, e.g. "refresh-token" and "refresh-token-source". */
 int store_kv_get(Store *s, const char *key, char **ret); /* -ENOENT when absent (*ret untouched) */
 int store_kv_set(Store *s, const char *key, const char *value);
+
+/* The names of an order and, when discovered_usec > 0, its discovery mark (a row is created when there
+ * is none; an existing mark is kept). */
+int store_set_order_names(Store *s, const char *customer_id, const char *order_id, const OrderNames *names,
+                          uint64_t discovered_usec);
 
 /* De-duplication keys of activity log records already processed (SPEC §8): 1 when key is there,
  * 0 when not; adding one twice keeps the first; pruning drops those of records older than before. */

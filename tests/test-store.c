@@ -1189,6 +1189,28 @@ static void test_discovery_rows(void **state) {
         OrderRow got = {};
         assert_int_equal(store_get_order(s, "c", "o", &got), 0);
         assert_string_equal(got.names->customer_name, "Fabrikam Ltd");
+        /* a later poll's row does not undo names or the discovery mark */
+        order_row_done(&got);
+        row.names = NULL;
+        row.discovered_usec = 0;
+        assert_int_equal(store_put_order(s, &row), 0);
+        assert_int_equal(store_get_order(s, "c", "o", &got), 0);
+        assert_string_equal(got.names->customer_name, "Fabrikam Ltd");
+        assert_int_equal(got.discovered_usec, 1000);
+        order_row_done(&got);
+        /* they are set on their own, the mark never goes back */
+        assert_int_equal(store_set_order_names(s, "c", "o", NULL, 0), 0);
+        assert_int_equal(store_set_order_names(s, "c", "new", names, 3000), 0);
+        assert_int_equal(store_get_order(s, "c", "o", &got), 0);
+        assert_null(got.names);
+        assert_int_equal(got.discovered_usec, 1000);
+        order_row_done(&got);
+        assert_int_equal(store_get_order(s, "c", "new", &got), 0);
+        assert_int_equal(got.discovered_usec, 3000);
+        assert_int_equal(got.last_poll_usec, 0);
+        order_row_done(&got);
+        assert_int_equal(store_set_order_names(s, "c", "o", names, 0), 0);
+        assert_int_equal(store_get_order(s, "c", "o", &got), 0);
         assert_string_equal(got.names->items[0].friendly_name, "Microsoft 365 E3");
         assert_int_equal(got.discovered_usec, 1000);
         assert_int_equal(got.changed_usec, 2000);
@@ -1200,13 +1222,12 @@ static void test_discovery_rows(void **state) {
         order_row_done(&copy);
         order_row_done(&got);
 
-        /* keep-snapshot writes carry the names and the clock too */
-        row.names = NULL;
+        /* keep-snapshot writes carry the clock too */
         row.stalled = false;
         row.snapshot_json = (char *) "{\"items\":[]}";
         assert_int_equal(store_put_order_keep_snapshot(s, &row), 0);
         assert_int_equal(store_get_order(s, "c", "o", &got), 0);
-        assert_null(got.names);
+        assert_non_null(got.names);
         assert_false(got.stalled);
         assert_null(got.snapshot_json);
         order_row_done(&got);
