@@ -138,6 +138,9 @@ static int parse_record(json_object *o, size_t index, AuditRecord *rec) {
 
         if (isempty(id))
                 id = NULL;
+        /* every record's date moves the cursor, whether it is used or not */
+        if (!date || parse_rfc3339(date, &rec->operation_usec) < 0)
+                rec->operation_usec = 0;
         rec->label = id ? strdup_printf("'%s'", id)
                         : strdup_printf("#%zu on the page (customer '%s', %s)", index + 1, customer ? customer : "?",
                                         date ? date : "no date");
@@ -178,7 +181,7 @@ static int parse_record(json_object *o, size_t index, AuditRecord *rec) {
                 } else if (!order || !id_is_valid(order)) {
                         rec->verdict = AUDIT_UNUSABLE;
                         rec->why = order ? "the order id is not an id" : "no order id (customizedData OrderId or resourceNewValue Id)";
-                } else if (!date || parse_rfc3339(date, &rec->operation_usec) < 0) {
+                } else if (rec->operation_usec == 0) {
                         rec->verdict = AUDIT_UNUSABLE;
                         rec->why = "no readable operationDate";
                 }

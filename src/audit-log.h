@@ -27,7 +27,7 @@ typedef struct AuditRecord {
         const char *why;   /* AUDIT_UNUSABLE, AUDIT_IGNORED: the reason (static) */
         char *customer_id; /* NULL when unusable for that reason */
         char *order_id;
-        uint64_t operation_usec; /* operationDate, 0 when absent or unreadable */
+        uint64_t operation_usec; /* operationDate (of any record), 0 when absent or unreadable */
         OrderNames *names;       /* customerName and the line items of resourceNewValue; never NULL when used */
 } AuditRecord;
 

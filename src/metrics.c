@@ -162,6 +162,23 @@ int metrics_format(const Metrics *m, FILE *f) {
                 (unsigned long long) m->token_refreshes_ok);
         fprintf(f, "provwatch_token_refreshes_total{result=\"error\"} %llu\n",
                 (unsigned long long) m->token_refreshes_error);
+
+        static const char *const kinds[_DISCOVERY_REQUEST_MAX] = { "auditrecords", "customers", "orders" };
+        fputs("# HELP provwatch_discovery_requests_total Requests of order discovery by kind and HTTP status (0: none).\n"
+              "# TYPE provwatch_discovery_requests_total counter\n",
+              f);
+        for (int k = 0; k < _DISCOVERY_REQUEST_MAX; k++)
+                for (int c = 0; c < 600; c++)
+                        if (m->discovery_requests_total[k][c])
+                                fprintf(f, "provwatch_discovery_requests_total{kind=\"%s\",code=\"%d\"} %llu\n",
+                                        kinds[k], c, (unsigned long long) m->discovery_requests_total[k][c]);
+        fputs("# HELP provwatch_discovered_orders_total Orders found by discovery, by where.\n"
+              "# TYPE provwatch_discovered_orders_total counter\n",
+              f);
+        fprintf(f, "provwatch_discovered_orders_total{via=\"activity_log\"} %llu\n",
+                (unsigned long long) m->discovered_orders_log);
+        fprintf(f, "provwatch_discovered_orders_total{via=\"sweep\"} %llu\n",
+                (unsigned long long) m->discovered_orders_sweep);
         return ferror(f) ? -EIO : 0;
 }
 

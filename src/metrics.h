@@ -19,6 +19,14 @@ typedef enum PollResult {
 
 #define METRICS_DURATION_BUCKETS 10
 
+/* Requests of discovery (SPEC §8), by kind. */
+typedef enum DiscoveryRequestKind {
+        DISCOVERY_REQUEST_AUDITRECORDS,
+        DISCOVERY_REQUEST_CUSTOMERS,
+        DISCOVERY_REQUEST_ORDERS,
+        _DISCOVERY_REQUEST_MAX,
+} DiscoveryRequestKind;
+
 typedef struct WebhookMetrics {
         char *name;
         uint64_t queue_depth;
@@ -35,6 +43,8 @@ typedef struct Metrics {
         uint64_t events_total[_EVENT_TYPE_MAX];
         uint64_t rate_limited_total;
         uint64_t token_refreshes_ok, token_refreshes_error;
+        uint64_t discovery_requests_total[_DISCOVERY_REQUEST_MAX][600]; /* by HTTP status; [0] = no answer */
+        uint64_t discovered_orders_log, discovered_orders_sweep;
         WebhookMetrics *webhooks; /* one per webhook name ever seen, in order of first use */
         size_t n_webhooks, webhooks_alloc;
 } Metrics;
