@@ -377,7 +377,7 @@ static int facts_lineitem(Card *c, json_object *event, json_object *data) {
 }
 
 /* One line item of a list: "Microsoft 365 Business Premium · fulfilled (fulfilled 3) · quantity 5 ·
- * offer CFQ7TTC0LDPB:0001", with the parts the event has. */
+ * offer CFQ7TTC0LDPB:0001", with the parts the event has; "unknown" when it has none. */
 static char *item_string(json_object *item) {
         const char *name = jstr(item, "friendly_name"), *status = jstr(item, "status"),
                    *offer = jstr(item, "offer_id");
@@ -409,6 +409,8 @@ static char *item_string(json_object *item) {
         }
         if (!isempty(offer))
                 fprintf(f, "%soffer %s", sep, offer);
+        else if (isempty(sep))
+                fputs("unknown", f); /* an item of a newer or broken event: still one per line item */
         return memstream_close(f, &buf) < 0 ? NULL : buf;
 }
 

@@ -394,6 +394,22 @@ static void test_order_completed(void **state) {
         };
         assert_teams("order-completed", NULL, teams);
         assert_slack("order-completed", slack, "*Line item 0*: fulfilled (fulfilled 5)\n*Line item 1*: unfulfilled");
+
+        /* an item of which nothing is known still has its line, a fact without a value none */
+        _cleanup_(json_object_putp) json_object *e = fixture_event("order-completed");
+        json_object *item = json_object_new_object(), *items = json_object_new_array();
+        json_object_object_add(item, "status", json_object_new_string(""));
+        json_object_array_add(items, item);
+        json_object_object_add(json_get(e, "data"), "line_items", items);
+        json_object_object_add(json_get(e, "data"), "order_id", json_object_new_string(""));
+        _cleanup_(json_object_putp) json_object *body = render(WEBHOOK_FORMAT_TEAMS, e, "s");
+        assert_teams_facts(teams_card(body), (const Fact[]) {
+                                                     { "Customer", teams[0].value },
+                                                     { "Line item", "unknown" },
+                                                     { "Event", "provwatch.order.completed" },
+                                                     { "Time", "2026-11-23T23:02:31Z" },
+                                                     {},
+                                             });
 }
 
 static void test_order_discovered(void **state) {
