@@ -223,13 +223,15 @@ static void card_done(Card *c) {
         free(c->facts);
 }
 
-/* Takes title and value (NULL = out of memory). */
+/* Takes title and value (NULL = out of memory); an empty value adds no fact. */
 static int card_add_take(Card *c, bool item, char *title, char *value) {
         _cleanup_free_ char *t = title, *v = value, *clean = NULL;
         Fact *facts;
 
         if (!t || !v)
                 return -ENOMEM;
+        if (!*v)
+                return 0;
         clean = text_clean(v);
         if (!clean)
                 return -ENOMEM;
@@ -243,9 +245,7 @@ static int card_add_take(Card *c, bool item, char *title, char *value) {
 
 /* A fact whose value is s; none when s is NULL or empty. */
 static int card_add(Card *c, const char *title, const char *s) {
-        if (isempty(s))
-                return 0;
-        return card_add_take(c, false, strdup(title), strdup(s));
+        return card_add_take(c, false, strdup(title), strdup(s ?: ""));
 }
 
 static const char *jstr(json_object *o, const char *key) {

@@ -372,6 +372,21 @@ static void test_lineitem_removed(void **state) {
         };
         assert_teams("lineitem-removed", NULL, removed);
         assert_slack("lineitem-removed", removed, NULL);
+
+        /* neither status nor quantities: no empty facts */
+        _cleanup_(json_object_putp) json_object *e = fixture_event("lineitem-removed");
+        json_object_object_add(json_get(e, "data"), "old", NULL);
+        json_object_object_add(json_get(e, "data"), "new", json_object_new_object());
+        _cleanup_(json_object_putp) json_object *body = render(WEBHOOK_FORMAT_TEAMS, e, "s");
+        assert_teams_facts(teams_card(body), (const Fact[]) {
+                                                     removed[0],
+                                                     removed[1],
+                                                     removed[2],
+                                                     removed[3],
+                                                     removed[5],
+                                                     removed[6],
+                                                     {},
+                                             });
 }
 
 /* Line items: one fact each in Teams, lines of their own section in Slack. */
