@@ -111,7 +111,8 @@ static char *text_clean(const char *s) {
  * between "]" and "(" breaks it invisibly. Backslash escapes are not used: the shared renderer of the
  * mobile clients shows the backslash. */
 static char *teams_escape(const char *s) {
-        char *buf = malloc(strlen(s) * 2 + 1), *o = buf;
+        /* at most one U+200B (3 bytes) for every 2 bytes "](" */
+        char *buf = malloc(strlen(s) / 2 * 3 + strlen(s) + 1), *o = buf;
 
         if (!buf)
                 return NULL;

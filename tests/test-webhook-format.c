@@ -668,6 +668,12 @@ static void test_escaping(void **state) {
                              "prefulfillmentpending → fulfilled",
                              NULL);
         assert_teams_facts(card, teams_facts);
+
+        /* nothing but links to break */
+        _cleanup_(json_object_putp) json_object *e = fixture_event("order-recovered");
+        _cleanup_(json_object_putp) json_object *links = render(WEBHOOK_FORMAT_TEAMS, e, "](](](](](]((");
+        assert_teams_summary(teams_card(links),
+                             "]\u200B(]\u200B(]\u200B(]\u200B(]\u200B(]\u200B((", "good");
 }
 
 /* Bytes that are not UTF-8 (stray continuation, overlong, surrogate, cut sequence) become U+FFFD. */
