@@ -105,33 +105,44 @@ Order *orders_next_due(Orders *t, uint64_t now, uint64_t *ret_wake) {
         return NULL;
 }
 
-int orders_set_watched(Orders *t, const OrderRef *a, size_t n_a, const OrderRef *b, size_t n_b,
-                       size_t *ret_added, size_t *ret_removed) {
+static bool order_should_watch(const Order *x) {
+        return x->configured || (x->row.discovered_usec > 0 && !x->forgotten);
+}
+
+bool orders_update_watched(Orders *t, Order *x) {
+        bool w = order_should_watch(x);
+        if (w == x->watched)
+                return false;
+        x->watched = w;
+        if (w)
+                t->n_watched++;
+        else {
+                t->n_watched--;
+                orders_dequeue(t, x);
+        }
+        return true;
+}
+
+int orders_set_configured(Orders *t, const OrderRef *a, size_t n_a, const OrderRef *b, size_t n_b,
+                          size_t *ret_added, size_t *ret_removed) {
         size_t added = 0, removed = 0;
 
-        /* mark = watched before and not (yet) listed again */
         ORDERS_FOREACH(x, t)
-                x->mark = x->watched;
+                x->configured = false;
         for (size_t i = 0; i < n_a + n_b; i++) {
                 const OrderRef *o = i < n_a ? &a[i] : &b[i - n_a];
                 Order *x = orders_ensure(t, o->customer_id, o->order_id);
                 if (!x)
                         return -ENOMEM;
-                if (!x->watched) {
-                        x->watched = true;
-                        added++;
-                }
-                x->mark = false;
+                x->configured = true;
         }
-        t->n_watched = 0;
-        ORDERS_FOREACH(x, t) {
-                if (x->mark) {
-                        x->watched = x->mark = false;
-                        orders_dequeue(t, x);
-                        removed++;
+        ORDERS_FOREACH(x, t)
+                if (orders_update_watched(t, x)) {
+                        if (x->watched)
+                                added++;
+                        else
+                                removed++;
                 }
-                t->n_watched += x->watched;
-        }
         if (ret_added)
                 *ret_added = added;
         if (ret_removed)

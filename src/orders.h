@@ -28,13 +28,17 @@ typedef struct Order {
         OrderRow row;
         bool has_snapshot;
         OrderQueue queue;
+        /* Watched: configured (order = or orders-dir), or discovered (row.discovered_usec) and not
+         * forgotten (settled for [discovery] forget-after). */
         bool watched;
+        bool configured;
+        bool forgotten;
         /* A poll of the order is in flight or its result waits to be committed. A busy order is in
          * no queue and cannot be queued: it is scheduled again once its result is committed or
          * dropped, so that an order never has two polls between two commits, whatever happens
          * meanwhile (a reload, orders-dir changes, discovery). */
         bool busy;
-        bool mark;
+        bool poll_again; /* due at once when its poll under way is committed (an update_order came) */
         char request_id[37];
         bool keep_request_id;      /* a timed-out request is retried under the same MS-RequestId */
         unsigned backoff_failures; /* failed polls and failed commits in a row, in memory */
@@ -68,10 +72,12 @@ void orders_dequeue(Orders *t, Order *x);
  * is set to the earliest due time, USEC_INFINITY when no order is queued. */
 Order *orders_next_due(Orders *t, uint64_t now, uint64_t *ret_wake);
 
-/* Makes exactly the orders of a and b (either may be empty) the watched ones; an order no longer
- * listed leaves its queue. Newly watched orders are left for the caller to queue. */
-int orders_set_watched(Orders *t, const OrderRef *a, size_t n_a, const OrderRef *b, size_t n_b,
-                       size_t *ret_added, size_t *ret_removed);
+/* Makes exactly the orders of a and b (either may be empty) the configured ones; an order that is
+ * watched no longer leaves its queue. Newly watched orders are left for the caller to queue. */
+int orders_set_configured(Orders *t, const OrderRef *a, size_t n_a, const OrderRef *b, size_t n_b,
+                          size_t *ret_added, size_t *ret_removed);
+/* After configured, forgotten or the discovery mark of x changed: whether watched changed. */
+bool orders_update_watched(Orders *t, Order *x);
 
 #define ORDERS_FOREACH(x, t) \
         for (Order **_p = (t)->all, *x; _p < (t)->all + (t)->n && ((x = *_p), true); _p++)

@@ -26,6 +26,7 @@
 #include "parse-util.h"
 #include "strv.h"
 #include "webhook.h"
+#include "webhook-format.h"
 
 #define WINDOW_MAX 256u /* queue rows in memory per endpoint */
 #define QUEUE_PAGE_SIZE 256u
@@ -77,6 +78,7 @@ struct Endpoint {
         uint64_t timeout_usec;
         uint64_t retry_for_usec;
         char *ca_file;
+        WebhookFormat format;
 
         Row *rows_head, *rows_tail;
         size_t n_rows, n_in_flight;
@@ -704,11 +706,21 @@ static void on_request_done(const HttpResponse *resp, void *userdata) {
 
 static int row_start(Endpoint *e, Row *row) {
         Webhooks *w = e->webhooks;
-        _cleanup_free_ char *h_id = NULL, *h_ts = NULL, *h_sig = NULL, *signature = NULL;
+        _cleanup_free_ char *h_id = NULL, *h_ts = NULL, *h_sig = NULL, *signature = NULL, *formatted = NULL;
         _cleanup_free_ const char **headers = NULL;
-        char timestamp[32];
+        const char *body = row->ev.body;
+        char timestamp[32], content_type[64];
         size_t n_configured = 0, n = 0;
-        size_t body_size = strlen(row->ev.body);
+
+        /* SPEC §10: the same event, only the body differs; what is signed is what is sent */
+        if (e->format != WEBHOOK_FORMAT_CLOUDEVENTS) {
+                int r = webhook_format_body(e->format, row->ev.body, row->ev.summary, &formatted);
+                if (r < 0)
+                        return r;
+                body = formatted;
+        }
+        size_t body_size = strlen(body);
+        snprintf(content_type, sizeof content_type, "Content-Type: %s", webhook_format_content_type(e->format));
 
         snprintf(timestamp, sizeof timestamp, "%" PRIu64, now_realtime_usec() / USEC_PER_SEC);
         while (e->headers && e->headers[n_configured])
@@ -719,8 +731,8 @@ static int row_start(Endpoint *e, Row *row) {
         if (!headers || !h_id || !h_ts)
                 return -ENOMEM;
         if (e->secret) {
-                signature = webhook_signature(e->secret, e->secret_size, row->ev.event_id, timestamp,
-                                              row->ev.body, body_size);
+                signature = webhook_signature(e->secret, e->secret_size, row->ev.event_id, timestamp, body,
+                                              body_size);
                 if (!signature)
                         return -errno;
                 h_sig = strdup_printf("webhook-signature: %s", signature);
@@ -728,7 +740,7 @@ static int row_start(Endpoint *e, Row *row) {
                         return -ENOMEM;
         }
 
-        headers[n++] = "Content-Type: application/cloudevents+json";
+        headers[n++] = content_type;
         headers[n++] = h_id;
         headers[n++] = h_ts;
         if (h_sig)
@@ -745,7 +757,7 @@ static int row_start(Endpoint *e, Row *row) {
                 .method = "POST",
                 .url = e->url,
                 .headers = headers,
-                .body = row->ev.body,
+                .body = body,
                 .body_size = body_size,
                 .timeout_usec = e->timeout_usec,
                 .ca_file = e->ca_file,
@@ -875,6 +887,7 @@ static int endpoint_apply_config(Endpoint *e, const WebhookConfig *c) {
         e->ca_file = n.ca_file;
         e->timeout_usec = c->timeout_usec;
         e->retry_for_usec = c->retry_for_usec;
+        e->format = c->format;
         return 0;
 
 oom:

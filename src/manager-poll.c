@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: MIT */
+/* What to poll next, pulled by the Partner Center client when a request may go out, and a poll's way
+ * from its answer through the order state machine into the outbox, to its commit and its next turn. */
+#include <stdio.h>
+
+#include "log.h"
+#include "manager-internal.h"
+#include "order-state.h"
+
+#define FAILURE_BACKOFF_BASE_USEC (10 * USEC_PER_SEC)
+#define FAILURE_BACKOFF_CAP_USEC (15 * 60 * USEC_PER_SEC)
+#define ONCE_MAX_THROTTLED 5
+
+/* One poll of one order, from its start until its result is committed (or dropped). */
+typedef struct PollJob {
+        Manager *m;
+        Order *order;
+        PollOutcome outcome;
+        uint64_t duration_usec;
+        uint64_t delay_usec; /* until the next poll, decided with the row so that the row can say it */
+} PollJob;
+
+/* ---- scheduling ---- */
+
+/* How long until the next regular poll; USEC_INFINITY when the order is not polled again. */
+static uint64_t order_interval(const Manager *m, bool settled) {
+        if (!settled)
+                return m->config->interval_usec;
+        return m->config->settled_interval_usec ? m->config->settled_interval_usec : USEC_INFINITY;
+}
+
+static uint64_t next_delay(const Manager *m, bool settled, unsigned failures) {
+        if (failures > 0)
+                return backoff_usec(failures, FAILURE_BACKOFF_BASE_USEC, FAILURE_BACKOFF_CAP_USEC, random_unit());
+        return order_interval(m, settled);
+}
+
+/* After a (re)start or reload: keep the rhythm the store remembers, most overdue first. */
+static uint64_t order_initial_due(const Manager *m, const Order *x, uint64_t now_mono, uint64_t now_rt) {
+        if (m->options.mode == MANAGER_ONCE || x->row.last_poll_usec == 0)
+                return now_mono;
+        uint64_t interval = order_interval(m, x->row.settled);
+        if (interval == USEC_INFINITY)
+                return USEC_INFINITY;
+        if (x->row.consecutive_failures > 0 && !x->row.settled)
+                interval = backoff_usec(x->row.consecutive_failures, FAILURE_BACKOFF_BASE_USEC,
+                                        FAILURE_BACKOFF_CAP_USEC, 0.5);
+        uint64_t next_rt = x->row.last_poll_usec + interval;
+        if (next_rt > now_rt)
+                return now_mono + (next_rt - now_rt);
+        uint64_t overdue = now_rt - next_rt;
+        return overdue < now_mono ? now_mono - overdue : 0;
+}
+
+/* failed: the poll did not show the order's state (for `once`'s exit status) */
+static void schedule_after(Manager *m, Order *x, uint64_t delay, bool failed) {
+        if (m->options.mode == MANAGER_ONCE)
+                manager_once_order_finished(m, x, failed);
+        else
+                orders_enqueue(&m->orders, x, delay == USEC_INFINITY ? USEC_INFINITY : now_monotonic_usec() + delay);
+}
+
+static void schedule_failed(Manager *m, Order *x) {
+        x->busy = false;
+        x->backoff_failures++;
+        schedule_after(m, x, next_delay(m, x->row.settled, x->backoff_failures), true);
+}
+
+/* Queues every watched order that is neither queued nor busy (after a start, reload or orders-dir
+ * change); with all set, requeues every idle watched order at its remembered rhythm. */
+void manager_schedule_idle_orders(Manager *m, bool all) {
+        uint64_t now_mono = now_monotonic_usec(), now_rt = now_realtime_usec();
+        ORDERS_FOREACH(x, &m->orders)
+                if (x->watched && !x->busy && (all || x->queue == ORDER_QUEUE_NONE))
+                        orders_enqueue(&m->orders, x, order_initial_due(m, x, now_mono, now_rt));
+}
+
+/* Whether the budget covers every order at its interval; said once per change of the answer. */
+void manager_check_budget(Manager *m) {
+        if (m->config->max_requests_per_minute == 0 || m->options.mode == MANAGER_ONCE)
+                return;
+        double demand = 0;
+        ORDERS_FOREACH(x, &m->orders) {
+                uint64_t iv = x->watched ? order_interval(m, x->row.settled) : USEC_INFINITY;
+                if (iv != USEC_INFINITY && iv > 0)
+                        demand += 60.0 * (double) USEC_PER_SEC / (double) iv;
+        }
+        bool short_now = demand > (double) m->config->max_requests_per_minute;
+        if (short_now && !m->budget_short_logged)
+                log_warning("The budget of %u requests/min cannot poll all %zu orders at their intervals "
+                            "(that needs %.0f/min): orders not yet settled are served first, settled ones "
+                            "are polled less often.",
+                            m->config->max_requests_per_minute, m->orders.n_watched, demand);
+        else if (!short_now && m->budget_short_logged)
+                log_info("The budget of %u requests/min now covers all orders at their intervals.",
+                         m->config->max_requests_per_minute);
+        m->budget_short_logged = short_now;
+}
+
+/* ---- a poll's result: committed with the next batch, acted upon once committed ---- */
+
+static PollResult metrics_result(PollOutcome o) {
+        return o == POLL_OUTCOME_OK ? POLL_RESULT_OK : o == POLL_OUTCOME_NOT_FOUND ? POLL_RESULT_NOT_FOUND : POLL_RESULT_FAILED;
+}
+
+
+static void on_committed(int r, OrderRow *row, void *userdata) {
+        PollJob *job = userdata;
+        Manager *m = job->m;
+        Order *x = job->order;
+
+        x->busy = false;
+        if (r < 0) {
+                /* SPEC §5: the poll counts as failed, the old snapshot stays, polling goes on. */
+                metrics_observe_poll(&m->metrics, POLL_RESULT_FAILED, job->duration_usec);
+                x->backoff_failures++;
+                schedule_after(m, x, next_delay(m, x->row.settled, x->backoff_failures), true);
+        } else {
+                /* names and the discovery mark belong to discovery, which may have changed them
+                 * while this poll was under way */
+                order_names_free(row->names);
+                row->names = TAKE_PTR(x->row.names);
+                row->discovered_usec = x->row.discovered_usec;
+                order_row_done(&x->row);
+                x->row = *row;
+                *row = (OrderRow) {};
+                if (x->row.snapshot_json) {
+                        x->has_snapshot = true;
+                        x->row.snapshot_json = mfree(x->row.snapshot_json);
+                }
+                metrics_observe_poll(&m->metrics, metrics_result(job->outcome), job->duration_usec);
+                /* a 404 is the normal state of a new order: polled at its interval, not backed off */
+                x->backoff_failures = job->outcome == POLL_OUTCOME_FAILED ? x->backoff_failures + 1 : 0;
+                schedule_after(m, x, x->poll_again ? 0 : job->delay_usec, job->outcome != POLL_OUTCOME_OK);
+                x->poll_again = false;
+        }
+        free(job);
+}
+
+/* The stored snapshot an answer is compared with; NULL when there is none or it is unreadable. */
+static int load_old_snapshot(Manager *m, const Order *x, Snapshot **ret) {
+        _cleanup_(order_row_done) OrderRow stored = {};
+        *ret = NULL;
+        int r = store_get_order(m->store, x->row.customer_id, x->row.order_id, &stored);
+        if (r == -ENOENT || (r >= 0 && !stored.snapshot_json))
+                return 0;
+        if (r < 0)
+                return r;
+        if (snapshot_from_json(stored.snapshot_json, ret) < 0)
+                log_warning("Stored snapshot of order '%s' is unreadable; treating the order as new.",
+                            x->row.order_id);
+        return 0;
+}
+
+/* The answer through the state machine into the outbox; on success the job belongs to the outbox. */
+static int process_answer(PollJob *job, PollAnswer *a) {
+        Manager *m = job->m;
+        Order *x = job->order;
+        _cleanup_(snapshot_freep) Snapshot *old = NULL;
+        _cleanup_(order_update_done) OrderUpdate u = {};
+        int r;
+
+        OrderPolicy policy = {
+                .terminal_statuses = m->config->terminal_statuses,
+                .not_found_grace_usec = m->config->not_found_grace_usec,
+                .failure_threshold = m->config->failure_threshold,
+                .stall_after_usec = m->config->stall_after_usec,
+        };
+        uint64_t now = now_realtime_usec();
+        if (a->outcome == POLL_OUTCOME_OK && x->has_snapshot &&
+            (a->snapshot || order_stall_due(&x->row, &policy, now))) {
+                r = load_old_snapshot(m, x, &old);
+                if (r < 0)
+                        return r;
+        }
+        PollReport report = {
+                .outcome = a->outcome,
+                .snapshot = a->snapshot,
+                .http_status = a->http_status,
+                .reason = a->reason,
+                .code = a->code,
+                .description = a->description,
+                .correlation_id = a->correlation_id,
+                .request_id = a->request_id,
+                .ms_cv = a->ms_cv,
+                .time_usec = now,
+        };
+        r = order_state_apply(&x->row, old, &report, &policy, &u);
+        if (r < 0)
+                return r;
+        if (a->outcome == POLL_OUTCOME_OK) {
+                u.row.has_answer_digest = a->has_digest;
+                memcpy(u.row.answer_digest, a->digest, sizeof u.row.answer_digest);
+        }
+        job->outcome = a->outcome;
+        job->duration_usec = a->duration_usec;
+        job->delay_usec = next_delay(m, u.row.settled, a->outcome == POLL_OUTCOME_FAILED ? x->backoff_failures + 1 : 0);
+        u.row.next_poll_usec = job->delay_usec == USEC_INFINITY ? 0 : report.time_usec + job->delay_usec;
+        r = outbox_add(m->outbox, &u.row, u.events, u.n_events, NULL, on_committed, job);
+        if (r < 0)
+                return r;
+        u.events = NULL;
+        u.n_events = 0;
+        manager_flush_soon(m);
+        return 0;
+}
+
+static void on_poll_done(PollAnswer *a, void *userdata) {
+        PollJob *job = userdata;
+        Manager *m = job->m;
+        Order *x = job->order;
+
+        snprintf(x->request_id, sizeof x->request_id, "%s", a->request_id);
+        if (a->throttled) {
+                metrics_observe_poll(&m->metrics, POLL_RESULT_RATE_LIMITED, a->duration_usec);
+                if (m->options.mode != MANAGER_ONCE || ++x->throttled <= ONCE_MAX_THROTTLED) {
+                        /* the poll starts over when the pause ends, under the same MS-RequestId */
+                        x->busy = false;
+                        x->keep_request_id = true;
+                        orders_enqueue(&m->orders, x, now_monotonic_usec());
+                        free(job);
+                        return;
+                }
+                a->reason = "rate limited (HTTP 429) too often";
+        }
+        x->keep_request_id = a->timed_out;
+        if (a->outcome == POLL_OUTCOME_FAILED) {
+                if (a->ms_cv)
+                        log_warning("Poll of order '%s' (customer '%s') failed: %s (MS-CorrelationId %s, "
+                                    "MS-RequestId %s, MS-CV %s)",
+                                    x->row.order_id, x->row.customer_id, a->reason, a->correlation_id,
+                                    a->request_id, a->ms_cv);
+                else
+                        log_warning("Poll of order '%s' (customer '%s') failed: %s (MS-CorrelationId %s, "
+                                    "MS-RequestId %s)",
+                                    x->row.order_id, x->row.customer_id, a->reason, a->correlation_id,
+                                    a->request_id);
+        }
+        int r = process_answer(job, a);
+        if (r < 0) {
+                log_error_errno(r, "Cannot process the poll of order '%s': %m", x->row.order_id);
+                free(job);
+                schedule_failed(m, x);
+        }
+        if (m->stopping && pc_client_in_flight(m->client) == 0)
+                manager_shutdown_now(m);
+}
+
+static void start_poll(Manager *m, Order *x) {
+        PollJob *job = calloc(1, sizeof *job);
+        int r = job ? 0 : -ENOMEM;
+        if (r >= 0) {
+                *job = (PollJob) { .m = m, .order = x };
+                PollTarget t = {
+                        .customer_id = x->row.customer_id,
+                        .order_id = x->row.order_id,
+                        .request_id = x->keep_request_id && x->request_id[0] ? x->request_id : NULL,
+                        .known_digest = x->has_snapshot && x->row.has_answer_digest ? x->row.answer_digest : NULL,
+                };
+                x->keep_request_id = false;
+                x->busy = true;
+                r = poller_start(m->poller, &t, on_poll_done, job, NULL);
+        }
+        if (r < 0) {
+                log_error_errno(r, "Cannot start polling order '%s': %m", x->row.order_id);
+                free(job);
+                schedule_failed(m, x);
+        }
+}
+
+/* The client has a free slot and a token: the most urgent due order goes out. */
+bool manager_pull(void *userdata, uint64_t now, uint64_t *ret_wake) {
+        Manager *m = userdata;
+        uint64_t wake = USEC_INFINITY;
+        bool started = false;
+
+        if (m->stopping || m->polling_done)
+                return false;
+        /* the activity log first (SPEC §8), then unsettled and settled orders, the sweep last */
+        if (m->discovery && discovery_pull_log(m->discovery, now, &wake))
+                return true;
+        Order *x = orders_next_due(&m->orders, now, ret_wake);
+        if (x) {
+                orders_dequeue(&m->orders, x);
+                start_poll(m, x);
+                return true;
+        }
+        if (m->discovery)
+                started = discovery_pull_sweep(m->discovery, now, &wake);
+        if (wake < *ret_wake)
+                *ret_wake = wake;
+        return started;
+}
