@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "discovery.h"
 #include "log.h"
 #include "order-state.h"
 #include "parse-util.h"
@@ -24,10 +25,26 @@ static const char *const order_state_human[_ORDER_STATE_MAX] = {
         [ORDER_STATE_NOT_FOUND] = "not found",
 };
 
+typedef enum OrderSource {
+        SOURCE_CONFIG,     /* order = in the configuration file */
+        SOURCE_ORDERS_DIR, /* a file of orders-dir */
+        SOURCE_DISCOVERY,  /* found by discovery */
+        SOURCE_NONE,       /* in the store only */
+        _SOURCE_MAX,
+} OrderSource;
+
+static const char *const source_table[_SOURCE_MAX] = {
+        [SOURCE_CONFIG] = "config",
+        [SOURCE_ORDERS_DIR] = "orders-dir",
+        [SOURCE_DISCOVERY] = "discovery",
+        [SOURCE_NONE] = NULL,
+};
+
 typedef struct StatusOrder {
         const char *customer_id; /* the config's or row's strings */
         const char *order_id;
         bool watched;
+        OrderSource source;
         bool has_row;
         OrderRow row; /* own copy */
         Snapshot *snapshot; /* NULL before the first good poll */
@@ -45,6 +62,9 @@ typedef struct Status {
         uint64_t now_usec;
         bool have_store;
         char *store_path;
+        size_t n_watched;
+        DiscoveryStatus discovery;
+        size_t n_discovered;
 
         StatusOrder *orders; /* watched ones first, in configuration order; then the others */
         size_t n_orders, allocated_orders;
@@ -65,6 +85,20 @@ static void status_done(Status *st) {
         free(st->webhooks);
         strv_free(st->store_webhooks);
         free(st->store_path);
+        discovery_status_done(&st->discovery);
+}
+
+static bool origin_is_config_file(const Config *c, const char *origin) {
+        size_t n = strlen(c->path);
+        return origin && strncmp(origin, c->path, n) == 0 && origin[n] == ':';
+}
+
+/* As the daemon decides it: discovered, and not settled for forget-after. */
+static bool discovered_and_kept(const Status *st, const OrderRow *row) {
+        uint64_t after = st->config->discovery_forget_after_usec;
+        return row->discovered_usec > 0 &&
+               !(after > 0 && row->settled && row->changed_usec > 0 && st->now_usec >= row->changed_usec &&
+                 st->now_usec - row->changed_usec >= after);
 }
 
 static OrderState order_state(const StatusOrder *o) {
@@ -121,6 +155,8 @@ static int status_init(Status *st, const Config *config) {
                         .customer_id = config->orders[i].customer_id,
                         .order_id = config->orders[i].order_id,
                         .watched = true,
+                        .source = origin_is_config_file(config, config->orders[i].origin) ? SOURCE_CONFIG
+                                                                                           : SOURCE_ORDERS_DIR,
                 };
                 st->watched_index[i] = i;
         }
@@ -149,7 +185,7 @@ static int collect_order(const OrderRow *row, void *userdata) {
                         st->allocated_orders = a;
                 }
                 o = st->orders + st->n_orders++;
-                *o = (StatusOrder) {};
+                *o = (StatusOrder) { .source = SOURCE_NONE };
         }
 
         r = order_row_copy(row, &o->row);
@@ -159,9 +195,15 @@ static int collect_order(const OrderRow *row, void *userdata) {
                 return r;
         }
         o->has_row = true;
+        if (row->discovered_usec > 0)
+                st->n_discovered++;
         if (!o->watched) {
                 o->customer_id = o->row.customer_id;
                 o->order_id = o->row.order_id;
+                if (discovered_and_kept(st, row)) {
+                        o->watched = true;
+                        o->source = SOURCE_DISCOVERY;
+                }
         }
         if (o->row.snapshot_json) {
                 r = snapshot_from_json(o->row.snapshot_json, &o->snapshot);
@@ -235,6 +277,13 @@ static int status_collect(Status *st) {
                 return log_error_errno(r, "Cannot read the orders in the state store '%s': %s", store_path(s),
                                        store_error(s));
 
+        r = discovery_status_load(s, &st->discovery);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the discovery state in '%s': %s", store_path(s),
+                                       store_error(s));
+
         r = collect_webhooks(st, s);
         if (r == -ENOMEM)
                 return log_oom();
@@ -275,6 +324,10 @@ static json_object *json_line_items(const StatusOrder *o) {
                                                                   : NULL);
                 json_object_object_add(item, "status", json_object_new_string(li->status));
                 json_object_object_add(item, "quantities", q);
+                const LineItemName *n = order_names_find(o->row.names, li->number);
+                json_object_object_add(item, "offer_id", n && n->offer_id ? json_object_new_string(n->offer_id) : NULL);
+                json_object_object_add(item, "friendly_name",
+                                       n && n->friendly_name ? json_object_new_string(n->friendly_name) : NULL);
                 json_object_array_add(a, item);
         }
         return a;
@@ -291,6 +344,17 @@ static int status_print_json(const Status *st, FILE *out) {
         }
         json_object_object_add(root, "orders", orders);
         json_object_object_add(root, "webhooks", webhooks);
+        json_object *d = json_object_new_object();
+        if (!d)
+                return -ENOMEM;
+        json_object_object_add(root, "discovery", d);
+        json_object_object_add(d, "enabled", json_object_new_boolean(st->config->discovery_enabled));
+        json_object_object_add(d, "cursor", json_time(st->discovery.cursor_usec));
+        json_object_object_add(d, "last_read", json_time(st->discovery.last_read_usec));
+        json_object_object_add(d, "last_result", st->discovery.last_result ? json_object_new_string(st->discovery.last_result)
+                                                                           : NULL);
+        json_object_object_add(d, "last_records", json_object_new_int64((int64_t) st->discovery.last_records));
+        json_object_object_add(d, "discovered_orders", json_object_new_int64((int64_t) st->n_discovered));
 
         for (size_t i = 0; i < st->n_orders; i++) {
                 const StatusOrder *o = st->orders + i;
@@ -299,9 +363,13 @@ static int status_print_json(const Status *st, FILE *out) {
                 if (!j)
                         return -ENOMEM;
                 json_object_array_add(orders, j);
+                const char *source = source_table[o->source];
+                const char *customer_name = row->names ? row->names->customer_name : NULL;
                 json_object_object_add(j, "customer_id", json_object_new_string(o->customer_id));
+                json_object_object_add(j, "customer_name", customer_name ? json_object_new_string(customer_name) : NULL);
                 json_object_object_add(j, "order_id", json_object_new_string(o->order_id));
                 json_object_object_add(j, "watched", json_object_new_boolean(o->watched));
+                json_object_object_add(j, "source", source ? json_object_new_string(source) : NULL);
                 json_object_object_add(j, "state", json_object_new_string(order_state_to_string(order_state(o))));
                 json_object_object_add(j, "last_poll", json_time(row->last_poll_usec));
                 json_object_object_add(j, "last_success", json_time(row->last_success_usec));
@@ -376,8 +444,14 @@ static void print_details(const Status *st, const StatusOrder *o, FILE *out) {
                 fprintf(out, "      (the stored snapshot is unreadable)\n");
         for (size_t i = 0; o->snapshot && i < o->snapshot->n_items; i++) {
                 const LineItem *li = o->snapshot->items + i;
+                const LineItemName *n = order_names_find(o->row.names, li->number);
                 _cleanup_free_ char *q = quantities_format(li);
-                fprintf(out, "      line item %" PRIi64 ": %s", li->number, li->status);
+                fprintf(out, "      line item %" PRIi64, li->number);
+                if (n && (n->friendly_name || n->offer_id)) {
+                        fputc(' ', out);
+                        print_sanitized(out, n->friendly_name ? n->friendly_name : n->offer_id);
+                }
+                fprintf(out, ": %s", li->status);
                 if (!isempty(q))
                         fprintf(out, " (%s)", q);
                 fputc('\n', out);
@@ -394,7 +468,7 @@ static void print_details(const Status *st, const StatusOrder *o, FILE *out) {
 }
 
 static int status_print_human(const Status *st, FILE *out) {
-        size_t counts[_ORDER_STATE_MAX] = {}, n_unwatched = 0, order_width = strlen("CUSTOMER / ORDER");
+        size_t counts[_ORDER_STATE_MAX] = {}, n_unwatched = 0, n_watched = 0, order_width = strlen("CUSTOMER / ORDER");
         char last[96], next[32];
 
         for (size_t i = 0; i < st->n_orders; i++) {
@@ -403,6 +477,7 @@ static int status_print_human(const Status *st, FILE *out) {
                         n_unwatched++;
                         continue;
                 }
+                n_watched++;
                 counts[order_state(o)]++;
                 size_t w = strlen(o->order_id) + 2;
                 if (w > order_width && w <= ORDER_COLUMN_MAX)
@@ -415,7 +490,20 @@ static int status_print_human(const Status *st, FILE *out) {
                 fprintf(out, "Nothing has been polled yet: there is no state store in %s.\n",
                         st->config->state_directory);
 
-        fprintf(out, "%zu watched order%s", st->config->n_orders, st->config->n_orders == 1 ? "" : "s");
+        if (st->config->discovery_enabled || st->discovery.cursor_usec > 0) {
+                char cursor[64];
+                fprintf(out, "Discovery %s: activity log read up to %s; last read %s", st->config->discovery_enabled ? "on" : "off",
+                        st->discovery.cursor_usec ? format_rfc3339(cursor, sizeof cursor, st->discovery.cursor_usec)
+                                                  : "(not yet)",
+                        format_last(last, sizeof last, st->now_usec, st->discovery.last_read_usec));
+                if (st->discovery.last_result) {
+                        fputs(", ", out);
+                        print_sanitized(out, st->discovery.last_result);
+                        fprintf(out, ", %" PRIu64 " records", st->discovery.last_records);
+                }
+                fprintf(out, "; %zu orders discovered.\n", st->n_discovered);
+        }
+        fprintf(out, "%zu watched order%s", n_watched, n_watched == 1 ? "" : "s");
         bool first = true;
         for (OrderState s = ORDER_STATE_PENDING; s < _ORDER_STATE_MAX; s++)
                 if (counts[s] > 0) {
@@ -427,23 +515,29 @@ static int status_print_human(const Status *st, FILE *out) {
                         order_state_human[ORDER_STATE_NEVER_POLLED]);
         fputs(".\n", out);
 
-        if (st->config->n_orders > 0) {
-                fprintf(out, "\n%-*s  %-12s  %-30s  %-9s  %s\n", (int) order_width, "CUSTOMER / ORDER", "STATE",
-                        "LAST POLL", "NEXT POLL", "FAILS");
+        if (n_watched > 0) {
+                fprintf(out, "\n%-*s  %-12s  %-30s  %-9s  %5s  %s\n", (int) order_width, "CUSTOMER / ORDER", "STATE",
+                        "LAST POLL", "NEXT POLL", "FAILS", "SOURCE");
                 const char *customer = NULL;
                 for (size_t i = 0; i < st->n_orders; i++) {
                         const StatusOrder *o = st->orders + i;
                         if (!o->watched)
                                 continue;
                         if (!customer || !streq(customer, o->customer_id)) {
-                                fprintf(out, "%s\n", o->customer_id);
+                                fputs(o->customer_id, out);
+                                if (o->row.names && o->row.names->customer_name) {
+                                        fputs(" (", out);
+                                        print_sanitized(out, o->row.names->customer_name);
+                                        fputc(')', out);
+                                }
+                                fputc('\n', out);
                                 customer = o->customer_id;
                         }
-                        fprintf(out, "  %-*s  %-12s  %-30s  %-9s  %5u\n", (int) order_width - 2, o->order_id,
+                        fprintf(out, "  %-*s  %-12s  %-30s  %-9s  %5u  %s\n", (int) order_width - 2, o->order_id,
                                 order_state_human[order_state(o)],
                                 format_last(last, sizeof last, st->now_usec, o->row.last_poll_usec),
                                 format_next(next, sizeof next, st->now_usec, order_next_poll(&o->row)),
-                                o->row.consecutive_failures);
+                                o->row.consecutive_failures, source_table[o->source] ?: "-");
                         print_details(st, o, out);
                 }
         }
