@@ -16,17 +16,17 @@ from harness import Daemon, Env, Sim, check, main, run, run_once
 
 SCENARIO = {"orders": [
     {"customer": "c1", "order": "o1", "manual": True, "line_items": [
-        {"number": 0, "olid": 0, "status": "fulfilled", "quantities": {"fulfilled": 2}}]},
+        {"number": 0, "olid": 0, "status": "fulfilled", "quantities": {"fulfilled": 2}, "offer_id": None, "friendly_name": None}]},
     {"customer": "c1", "order": "o2", "manual": True, "line_items": [
         {"number": 0, "olid": 3, "status": "prefulfillmentpending",
-         "quantities": {"fulfilled": 1, "prefulfillmentpending": 2}},
+         "quantities": {"fulfilled": 1, "prefulfillmentpending": 2}, "offer_id": None, "friendly_name": None},
         {"number": 1, "status": "prefulfillmentpending", "qpi": "empty"}]},
     {"customer": "c2", "order": "o3", "manual": True, "line_items": [
-        {"number": 0, "status": "fulfilled", "quantities": {"fulfilled": 1}}]},
+        {"number": 0, "status": "fulfilled", "quantities": {"fulfilled": 1}, "offer_id": None, "friendly_name": None}]},
     {"customer": "c3", "order": "o5", "manual": True, "line_items": [
-        {"number": 0, "status": "fulfilled", "quantities": {"fulfilled": 4}}]},
+        {"number": 0, "status": "fulfilled", "quantities": {"fulfilled": 4}, "offer_id": None, "friendly_name": None}]},
     {"customer": "c2", "order": "o6", "manual": True, "line_items": [
-        {"number": 0, "status": "prefulfillmentpending", "quantities": {"prefulfillmentpending": 1}}]},
+        {"number": 0, "status": "prefulfillmentpending", "quantities": {"prefulfillmentpending": 1}, "offer_id": None, "friendly_name": None}]},
 ]}
 POLLED = [("c1", "o1"), ("c1", "o2"), ("c2", "o3"), ("c2", "o4"), ("c3", "o5")]
 # o5 is dropped from the configuration after the poll; o6 is added (never polled)
@@ -115,11 +115,15 @@ def by_order(doc: dict) -> dict:
 
 
 def check_polled_json(doc: dict, t: Polled) -> None:
-    check(set(doc) == {"orders", "webhooks"}, f"top-level keys {sorted(doc)}")
-    keys = {"customer_id", "order_id", "watched", "state", "last_poll", "last_success", "next_poll",
-            "consecutive_failures", "last_error", "last_http_status", "line_items"}
+    check(set(doc) == {"orders", "webhooks", "discovery"}, f"top-level keys {sorted(doc)}")
+    check(doc["discovery"] == {"enabled": False, "cursor": None, "last_read": None, "last_result": None,
+                               "last_records": 0, "discovered_orders": 0}, f"discovery {doc['discovery']}")
+    keys = {"customer_id", "customer_name", "order_id", "watched", "source", "state", "last_poll", "last_success",
+            "next_poll", "consecutive_failures", "last_error", "last_http_status", "line_items"}
     for o in doc["orders"]:
         check(set(o) == keys, f"keys of {o}")
+        check(o["customer_name"] is None, f"names of {o}")
+        check(o["source"] == ("config" if o["watched"] else None), f"source of {o}")
     # watched orders in configuration order, then the others
     check([(o["customer_id"], o["order_id"]) for o in doc["orders"]] == WATCHED + [("c3", "o5")],
           f"order list {[(o['customer_id'], o['order_id']) for o in doc['orders']]}")
@@ -133,14 +137,14 @@ def check_polled_json(doc: dict, t: Polled) -> None:
     check(o1["consecutive_failures"] == 0 and o1["last_error"] is None and o1["last_http_status"] == 200, f"o1 {o1}")
     check(o1["last_success"] == o1["last_poll"], f"o1 {o1}")
     check(o1["line_items"] == [{"line_item_number": 0, "order_line_item_id": 0, "status": "fulfilled",
-                                "quantities": {"fulfilled": 2}}], f"o1 line items {o1['line_items']}")
+                                "quantities": {"fulfilled": 2}, "offer_id": None, "friendly_name": None}], f"o1 line items {o1['line_items']}")
 
     o2 = o[("c1", "o2")]
     check(o2["state"] == "pending" and o2["consecutive_failures"] == 0 and o2["last_error"] is None, f"o2 {o2}")
     check(o2["line_items"] == [
         {"line_item_number": 0, "order_line_item_id": 3, "status": "prefulfillmentpending",
-         "quantities": {"fulfilled": 1, "prefulfillmentpending": 2}},
-        {"line_item_number": 1, "order_line_item_id": None, "status": "prefulfillmentpending", "quantities": {}},
+         "quantities": {"fulfilled": 1, "prefulfillmentpending": 2}, "offer_id": None, "friendly_name": None},
+        {"line_item_number": 1, "order_line_item_id": None, "status": "prefulfillmentpending", "quantities": {}, "offer_id": None, "friendly_name": None},
     ], f"o2 line items {o2['line_items']}")
 
     o3 = o[("c2", "o3")]
@@ -153,14 +157,15 @@ def check_polled_json(doc: dict, t: Polled) -> None:
     check("20000" in (o4["last_error"] or "") and o4["line_items"] == [], f"o4 {o4}")
 
     o6 = o[("c2", "o6")]
-    check(o6 == {"customer_id": "c2", "order_id": "o6", "watched": True, "state": "never_polled",
+    check(o6 == {"customer_id": "c2", "customer_name": None, "order_id": "o6", "watched": True, "source": "config",
+                 "state": "never_polled",
                  "last_poll": None, "last_success": None, "next_poll": None, "consecutive_failures": 0,
                  "last_error": None, "last_http_status": None, "line_items": []}, f"o6 {o6}")
 
     o5 = o[("c3", "o5")]
     check(o5["watched"] is False and o5["state"] == "settled", f"o5 {o5}")
     check(o5["line_items"] == [{"line_item_number": 0, "order_line_item_id": None, "status": "fulfilled",
-                                "quantities": {"fulfilled": 4}}], f"o5 {o5}")
+                                "quantities": {"fulfilled": 4}, "offer_id": None, "friendly_name": None}], f"o5 {o5}")
 
     queued = len(t.events)
     check(doc["webhooks"] == [{"name": "new", "configured": True, "queue_depth": 0, "dead_letters": 0},
@@ -186,15 +191,15 @@ def check_polled_human(out: str, t: Polled) -> None:
     check(all(len(line) <= 100 for line in lines), "lines fit in 100 columns:\n" + out)
     check(lines[0] == f"State store {t.env.state}/provwatch.db", f"first line {lines[0]!r}")
     check("5 watched orders: 1 pending, 1 settled, 1 failing, 1 not found, 1 never polled." in out, out)
-    check(re.search(r"^CUSTOMER / ORDER +STATE +LAST POLL +NEXT POLL +FAILS$", out, re.M), out)
+    check(re.search(r"^CUSTOMER / ORDER +STATE +LAST POLL +NEXT POLL +FAILS +SOURCE$", out, re.M), out)
     # polled under a minute ago: "(250ms ago)", "(12s ago)"
     ago = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(\d+m?s ago\)"
     # next polls: settled-interval (6h), interval (2m), backoff after one failure (10 s ± 20 %)
-    check(re.fullmatch(rf"settled +{ago} +in (5h 59m( \d+s)?|6h) +0", row(out, "o1")), f"o1 row {row(out, 'o1')!r}")
-    check(re.fullmatch(rf"pending +{ago} +in (1m( \d+s)?|2m) +0", row(out, "o2")), f"o2 row {row(out, 'o2')!r}")
-    check(re.fullmatch(rf"failing +{ago} +in \d+s +1", row(out, "o3")), f"o3 row {row(out, 'o3')!r}")
-    check(re.fullmatch(rf"not found +{ago} +in (1m( \d+s)?|2m) +0", row(out, "o4")), f"o4 row {row(out, 'o4')!r}")
-    check(re.fullmatch(r"never polled +- +- +0", row(out, "o6")), f"o6 row {row(out, 'o6')!r}")
+    check(re.fullmatch(rf"settled +{ago} +in (5h 59m( \d+s)?|6h) +0 +config", row(out, "o1")), f"o1 row {row(out, 'o1')!r}")
+    check(re.fullmatch(rf"pending +{ago} +in (1m( \d+s)?|2m) +0 +config", row(out, "o2")), f"o2 row {row(out, 'o2')!r}")
+    check(re.fullmatch(rf"failing +{ago} +in \d+s +1 +config", row(out, "o3")), f"o3 row {row(out, 'o3')!r}")
+    check(re.fullmatch(rf"not found +{ago} +in (1m( \d+s)?|2m) +0 +config", row(out, "o4")), f"o4 row {row(out, 'o4')!r}")
+    check(re.fullmatch(r"never polled +- +- +0 +config", row(out, "o6")), f"o6 row {row(out, 'o6')!r}")
     # columns are aligned: every row's state starts where the header's does
     col = out.index("STATE") - out.rindex("\n", 0, out.index("STATE")) - 1
     for o in ("o1", "o2", "o3", "o4", "o6"):
@@ -277,7 +282,7 @@ def test_while_the_daemon_runs():
         o6 = by_order(status_json(t.cfg))[("c2", "o6")]
         check(o6["state"] == "pending" and o6["line_items"] == [
             {"line_item_number": 0, "order_line_item_id": None, "status": "prefulfillmentpending",
-             "quantities": {"prefulfillmentpending": 1}}], f"o6 after the daemon polled it: {o6}")
+             "quantities": {"prefulfillmentpending": 1}, "offer_id": None, "friendly_name": None}], f"o6 after the daemon polled it: {o6}")
         # a next poll is shown only when it is known and after the last one (never a stale "due")
         check(o6["next_poll"] is None or parse_time(o6["next_poll"]) > parse_time(o6["last_poll"]), f"o6 {o6}")
         check(not re.match(r"\S+ +\S+ +\(\d+m?s ago\) +due ", row(status(t.cfg)[1], "o6")), "o6 is not due")
@@ -309,7 +314,7 @@ def test_no_state_store():
         check(rc == 0, f"never run: exit {rc}: {err}")
         check(out.startswith(f"Nothing has been polled yet: there is no state store in {env.state}.\n"), out)
         check("2 watched orders: 2 never polled." in out, out)
-        check(re.fullmatch(r"never polled +- +- +0", row(out, "o1")), out)
+        check(re.fullmatch(r"never polled +- +- +0 +config", row(out, "o1")), out)
         doc = status_json(cfg)
         check([o["state"] for o in doc["orders"]] == ["never_polled"] * 2, str(doc))
         check(all(o["watched"] and o["last_poll"] is None for o in doc["orders"]), str(doc))
