@@ -6,11 +6,14 @@
 
 #include "alloc-util.h"
 #include "auth.h"
+#include "json-util.h"
 #include "log.h"
 #include "metrics.h"
 #include "partner-center.h"
 
 #define KV_REFRESH_TOKEN "refresh-token"
+#define KV_AUTH_STATE "auth-state"
+#define DESCRIPTION_MAX 300
 #define KV_REFRESH_TOKEN_SOURCE "refresh-token-source"
 #define RETRY_MIN_USEC (2 * USEC_PER_SEC)
 #define RETRY_MAX_USEC (300 * USEC_PER_SEC)
@@ -38,7 +41,24 @@ struct Auth {
         /* auth = token-file */
         struct timespec token_file_mtime;
         bool token_file_rejected;
+
+        /* alerts (SPEC §9): failures in a row, since when, and whether auth.failed is out */
+        unsigned failures;
+        uint64_t failing_since; /* realtime */
+        bool alerted;
+        AuthAlertFn alert;
+        void *alert_userdata;
 };
+
+/* One failure to obtain a token, as auth.failed reports it. */
+typedef struct Failure {
+        long http_status;
+        const char *error;
+        const int64_t *error_codes;
+        size_t n_error_codes;
+        const char *description;
+        bool permanent; /* the grant is refused for good: waiting does not help */
+} Failure;
 
 static void auth_acquire(Auth *a);
 
@@ -115,8 +135,91 @@ static void arm_timer(Auth *a, uint64_t delay_usec) {
         a->timer_armed = true;
 }
 
-static void fail_and_retry(Auth *a) {
+static const char *grant_name(const Auth *a) {
+        switch (a->config->auth) {
+        case AUTH_REFRESH_TOKEN:
+                return "refresh_token";
+        case AUTH_CLIENT_CREDENTIALS:
+                return "client_credentials";
+        default:
+                return "token_file";
+        }
+}
+
+static const char *failure_action(const Auth *a, const Failure *f) {
+        if (a->config->auth == AUTH_TOKEN_FILE)
+                return "Put a valid access token into token-file: whoever keeps it fresh has stopped or failed.";
+        if (f->error && streq(f->error, "invalid_grant"))
+                return "Obtain a new refresh token by consent (README: \"When the refresh token dies\") and put it "
+                       "into the refresh-token credential and restart provwatch, or into refresh-token-file and "
+                       "reload it.";
+        if (f->error && streq(f->error, "invalid_client"))
+                return "Check client-id and the client secret (credential client-secret or client-secret-file): the "
+                       "secret may have expired in Entra ID.";
+        if (f->error && streq(f->error, "unauthorized_client"))
+                return "Check the app registration in Entra ID: it may not use this grant or lacks consent for "
+                       "Partner Center.";
+        return "Check that the token endpoint is reachable from this host (network, proxy, TLS) and read the log "
+               "lines before this one.";
+}
+
+/* Edge-triggered: auth.failed once per episode, auth.recovered when a token comes again. */
+static void note_failure(Auth *a, const Failure *f) {
+        a->failures++;
+        if (a->failing_since == 0)
+                a->failing_since = now_realtime_usec();
+        if (a->alerted || !a->alert || (!f->permanent && a->failures < a->config->failure_threshold))
+                return;
+        char description[DESCRIPTION_MAX * 4 + 1] = "";
+        if (f->description) {
+                /* the first 300 characters (UTF-8 code points, so no character is cut) */
+                size_t chars = 0, i = 0;
+                for (; f->description[i] && chars < DESCRIPTION_MAX; i++)
+                        chars += ((unsigned char) f->description[i] & 0xc0) != 0x80;
+                while (((unsigned char) f->description[i] & 0xc0) == 0x80)
+                        i++;
+                snprintf(description, sizeof description, "%.*s", (int) i, f->description);
+        }
+        a->alerted = true;
+        a->alert(&(AuthAlert) {
+                         .failed = true,
+                         .grant = grant_name(a),
+                         .http_status = f->http_status,
+                         .error = f->error,
+                         .error_codes = f->error_codes,
+                         .n_error_codes = f->n_error_codes,
+                         .description = f->description ? description : NULL,
+                         .action = failure_action(a, f),
+                         .since_usec = a->failing_since,
+                 },
+                 a->alert_userdata);
+}
+
+static void note_success(Auth *a) {
+        bool was = a->alerted;
+        uint64_t since = a->failing_since;
+        a->failures = 0;
+        a->failing_since = 0;
+        a->alerted = false;
+        if (was && a->alert)
+                a->alert(&(AuthAlert) { .failed = false, .grant = grant_name(a), .since_usec = since },
+                         a->alert_userdata);
+}
+
+void auth_alert_not_saved(Auth *a, bool failed) {
+        /* the alert's commit failed: say it again at the next chance */
+        a->alerted = !failed;
+}
+
+void auth_set_alert_callback(Auth *a, AuthAlertFn fn, void *userdata) {
+        a->alert = fn;
+        a->alert_userdata = userdata;
+}
+
+static void fail_and_retry(Auth *a, const Failure *f) {
         a->metrics->token_refreshes_error++;
+        if (f)
+                note_failure(a, f);
         a->retry_usec = a->retry_usec ? a->retry_usec * 2 : RETRY_MIN_USEC;
         if (a->retry_usec > RETRY_MAX_USEC)
                 a->retry_usec = RETRY_MAX_USEC;
@@ -137,7 +240,7 @@ static void on_token_answer(const HttpResponse *resp, void *userdata) {
                 set_problem(a, "token endpoint unreachable: %s", resp->error);
                 log_error("Cannot obtain an access token: token endpoint %s unreachable: %s",
                           a->config->token_endpoint, resp->error);
-                fail_and_retry(a);
+                fail_and_retry(a, &(Failure) { .error = "unreachable", .description = resp->error });
                 return;
         }
         int r = pc_parse_token_response(resp->body, resp->body_size, &t, &reason);
@@ -146,7 +249,8 @@ static void on_token_answer(const HttpResponse *resp, void *userdata) {
                 log_error("Cannot obtain an access token: token endpoint %s answered HTTP %ld: %s.",
                           a->config->token_endpoint, resp->status, r < 0 ? reason : "not a token answer");
                 token_response_done(&t);
-                fail_and_retry(a);
+                fail_and_retry(a, &(Failure) { .http_status = resp->status, .error = "unexpected_answer",
+                                               .description = r < 0 ? reason : "not a token answer" });
                 return;
         }
         if (t.error || resp->status / 100 != 2) {
@@ -160,8 +264,12 @@ static void on_token_answer(const HttpResponse *resp, void *userdata) {
                         log_error("Cannot obtain an access token: token endpoint %s answered HTTP %ld, %s: %s",
                                   a->config->token_endpoint, resp->status, t.error ? t.error : "error",
                                   t.error_description ? t.error_description : "no description");
+                bool permanent = t.error && (streq(t.error, "invalid_grant") || streq(t.error, "invalid_client") ||
+                                             streq(t.error, "unauthorized_client"));
+                fail_and_retry(a, &(Failure) { .http_status = resp->status, .error = t.error ?: "error",
+                                               .error_codes = t.error_codes, .n_error_codes = t.n_error_codes,
+                                               .description = t.error_description, .permanent = permanent });
                 token_response_done(&t);
-                fail_and_retry(a);
                 return;
         }
 
@@ -175,7 +283,7 @@ static void on_token_answer(const HttpResponse *resp, void *userdata) {
                         erase_and_free_string(a->refresh_token);
                         a->refresh_token = TAKE_PTR(t.refresh_token);
                         token_response_done(&t);
-                        fail_and_retry(a);
+                        fail_and_retry(a, NULL); /* the store's trouble, not the token endpoint's */
                         return;
                 }
                 erase_and_free_string(a->refresh_token);
@@ -190,6 +298,7 @@ static void on_token_answer(const HttpResponse *resp, void *userdata) {
         a->retry_usec = 0;
         a->problem[0] = 0;
         a->metrics->token_refreshes_ok++;
+        note_success(a);
         token_response_done(&t);
 
         /* Renew when a tenth of the lifetime is left (at least a minute, at most half of it). */
@@ -222,7 +331,7 @@ static void auth_acquire(Auth *a) {
                                              c->resource);
         if (!body) {
                 log_oom();
-                fail_and_retry(a);
+                fail_and_retry(a, NULL);
                 return;
         }
         static const char *const headers[] = {
@@ -246,15 +355,18 @@ static void auth_acquire(Auth *a) {
         explicit_bzero(body, strlen(body));
         if (r < 0) {
                 log_error_errno(r, "Cannot start a token request: %m");
-                fail_and_retry(a);
+                fail_and_retry(a, NULL);
         }
 }
 
 static const char *token_file_current(Auth *a) {
         struct stat st;
         if (stat(a->config->token_file, &st) < 0) {
-                if (!streq(a->problem, "token file unreadable")) /* once, not at every look */
-                        log_error_errno(errno, "Cannot read token-file '%s': %m", a->config->token_file);
+                if (!streq(a->problem, "token file unreadable")) { /* once, not at every look */
+                        int e = errno;
+                        log_error_errno(e, "Cannot read token-file '%s': %m", a->config->token_file);
+                        note_failure(a, &(Failure) { .error = "unreadable", .description = strerror(e), .permanent = true });
+                }
                 set_problem(a, "token file unreadable");
                 return NULL;
         }
@@ -264,8 +376,11 @@ static const char *token_file_current(Auth *a) {
                 char *text = NULL;
                 int r = read_full_file(a->config->token_file, 64 * 1024, &text, NULL);
                 if (r < 0) {
-                        if (!streq(a->problem, "token file unreadable"))
+                        if (!streq(a->problem, "token file unreadable")) {
                                 log_error_errno(r, "Cannot read token-file '%s': %m", a->config->token_file);
+                                note_failure(a, &(Failure) { .error = "unreadable", .description = strerror(-r),
+                                                             .permanent = true });
+                        }
                         set_problem(a, "token file unreadable");
                         return NULL;
                 }
@@ -275,6 +390,8 @@ static const char *token_file_current(Auth *a) {
                 a->token_file_mtime = st.st_mtim;
                 a->token_file_rejected = false;
                 a->problem[0] = 0;
+                if (!isempty(text))
+                        note_success(a);
         }
         if (a->token_file_rejected || isempty(a->access_token)) {
                 set_problem(a, "token in token-file rejected; waiting for it to change");
@@ -302,6 +419,9 @@ void auth_reject(Auth *a, const char *token) {
                 a->token_file_rejected = true;
                 log_warning("Partner Center rejected the token in '%s' (HTTP 401); waiting for it to change.",
                             a->config->token_file);
+                note_failure(a, &(Failure) { .http_status = 401, .error = "rejected",
+                                             .description = "Partner Center answered HTTP 401 to the token",
+                                             .permanent = true });
                 return;
         }
         erase_and_free_string(a->access_token);
@@ -365,6 +485,16 @@ int auth_new(uv_loop_t *loop, Http *http, Store *store, const Config *config, Me
                 }
                 log_debug("Using the %s refresh token.", from_store ? "stored (rotated)" : "configured");
         }
+        /* an alert out before a restart stays out: no second auth.failed, and a recovery is said */
+        _cleanup_free_ char *state = NULL;
+        if (store && store_kv_get(store, KV_AUTH_STATE, &state) >= 0) {
+                AuthState st = {};
+                if (auth_state_parse(state, &st) >= 0 && st.failing) {
+                        a->alerted = true;
+                        a->failing_since = st.since_usec;
+                }
+                auth_state_done(&st);
+        }
         uv_timer_init(loop, &a->timer);
         a->timer.data = a;
         *ret = a;
@@ -381,4 +511,55 @@ Auth *auth_free(Auth *a) {
         uv_timer_stop(&a->timer);
         uv_close((uv_handle_t *) &a->timer, timer_closed);
         return NULL;
+}
+
+/* ---- the persisted state: what `provwatch status` shows and a restart remembers ---- */
+
+char *auth_state_format(const AuthAlert *alert) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        if (!o || json_add(o, "failing", json_object_new_boolean(alert->failed)) < 0 ||
+            json_add(o, "since", json_object_new_int64((int64_t) alert->since_usec)) < 0 ||
+            (alert->error && json_add(o, "error", json_object_new_string(alert->error)) < 0) ||
+            (alert->description && json_add(o, "description", json_object_new_string(alert->description)) < 0))
+                return NULL;
+        const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        return s ? strdup(s) : NULL;
+}
+
+int auth_state_parse(const char *text, AuthState *ret) {
+        _cleanup_(json_object_putp) json_object *o = json_tokener_parse(text);
+        json_object *failing = json_get(o, "failing");
+        int64_t since = 0;
+        if (!json_object_is_type(failing, json_type_boolean))
+                return -EBADMSG;
+        (void) json_get_int64(json_get(o, "since"), &since);
+        const char *error = json_get_cstring(json_get(o, "error")), *desc = json_get_cstring(json_get(o, "description"));
+        *ret = (AuthState) {
+                .failing = json_object_get_boolean(failing),
+                .since_usec = since > 0 ? (uint64_t) since : 0,
+                .error = error ? strdup(error) : NULL,
+                .description = desc ? strdup(desc) : NULL,
+        };
+        return 0;
+}
+
+void auth_state_done(AuthState *s) {
+        free(s->error);
+        free(s->description);
+        *s = (AuthState) {};
+}
+
+int auth_state_save(Store *store, const AuthAlert *alert) {
+        _cleanup_free_ char *state = auth_state_format(alert);
+        return state ? store_kv_set(store, KV_AUTH_STATE, state) : -ENOMEM;
+}
+
+int auth_state_load(Store *store, AuthState *ret) {
+        _cleanup_free_ char *text = NULL;
+        int r = store_kv_get(store, KV_AUTH_STATE, &text);
+        if (r == -ENOENT) {
+                *ret = (AuthState) {};
+                return 0;
+        }
+        return r < 0 ? r : auth_state_parse(text, ret);
 }

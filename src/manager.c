@@ -40,6 +40,75 @@ void manager_update_status(Manager *m) {
         }
 }
 
+/* ---- auth.failed and auth.recovered (SPEC §9): committed with the state that makes them once ---- */
+
+typedef struct AuthAlertJob {
+        Manager *m;
+        bool failed;
+        char *state; /* kv auth-state */
+} AuthAlertJob;
+
+static int auth_alert_save(Store *store, void *userdata) {
+        AuthAlertJob *job = userdata;
+        return store_kv_set(store, "auth-state", job->state);
+}
+
+static void auth_alert_done(int r, OrderRow *row, void *userdata) {
+        AuthAlertJob *job = userdata;
+        if (r < 0 && job->m->auth)
+                auth_alert_not_saved(job->m->auth, job->failed);
+        free(job->state);
+        free(job);
+}
+
+static void on_auth_alert(const AuthAlert *alert, void *userdata) {
+        Manager *m = userdata;
+        const Config *c = m->config;
+        _cleanup_(event_freep) Event *e = event_new(alert->failed ? EVENT_AUTH_FAILED : EVENT_AUTH_RECOVERED, NULL, NULL,
+                                                   now_realtime_usec(), 0);
+        AuthAlertJob *job = calloc(1, sizeof *job);
+        int r = -ENOMEM;
+        if (!e || !job)
+                goto fail;
+        *job = (AuthAlertJob) { .m = m, .failed = alert->failed, .state = auth_state_format(alert) };
+        e->tenant_id = c->auth == AUTH_TOKEN_FILE || isempty(c->tenant_id) ? strdup("-") : strdup(c->tenant_id);
+        e->grant = strdup(alert->grant);
+        e->http_status = alert->http_status;
+        e->error = alert->error ? strdup(alert->error) : NULL;
+        e->description = alert->description ? strdup(alert->description) : NULL;
+        e->action = alert->action ? strdup(alert->action) : NULL;
+        if (alert->n_error_codes > 0) {
+                e->error_codes = calloc(alert->n_error_codes, sizeof *e->error_codes);
+                if (e->error_codes) {
+                        memcpy(e->error_codes, alert->error_codes, alert->n_error_codes * sizeof *e->error_codes);
+                        e->n_error_codes = alert->n_error_codes;
+                }
+        }
+        if (!job->state || !e->tenant_id || !e->grant || (alert->error && !e->error) ||
+            (alert->description && !e->description) || (alert->action && !e->action) ||
+            (alert->n_error_codes > 0 && !e->error_codes))
+                goto fail;
+        Event **events = calloc(1, sizeof *events);
+        if (!events)
+                goto fail;
+        events[0] = e;
+        r = outbox_add(m->outbox, NULL, events, 1, auth_alert_save, auth_alert_done, job);
+        if (r < 0) {
+                free(events);
+                goto fail;
+        }
+        e = NULL;
+        manager_flush_soon(m);
+        return;
+fail:
+        log_error_errno(r, "Cannot announce that %s: %m", alert->failed ? "no access token can be had" : "access tokens work again");
+        if (job)
+                free(job->state);
+        free(job);
+        if (m->auth)
+                auth_alert_not_saved(m->auth, alert->failed);
+}
+
 static void on_auth_changed(void *userdata) {
         Manager *m = userdata;
         if (m->client)
@@ -273,6 +342,7 @@ int manager_new(uv_loop_t *loop, Config *config, const ManagerOptions *options, 
         r = auth_new(loop, m->http, m->store, config, &m->metrics, on_auth_changed, m, &m->auth);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up authentication: %m");
+        auth_set_alert_callback(m->auth, on_auth_alert, m);
         r = pc_client_new(loop, m->http, m->auth, config, &m->metrics, manager_pull, on_no_token, m, &m->client);
         if (r >= 0)
                 r = poller_new(m->client, config, &m->poller);

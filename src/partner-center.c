@@ -528,6 +528,7 @@ void token_response_done(TokenResponse *t) {
         erase_and_free_string(t->refresh_token);
         free(t->error);
         free(t->error_description);
+        free(t->error_codes);
         *t = (TokenResponse) {};
 }
 
@@ -615,6 +616,18 @@ static int parse_token_response(const char *body, size_t size, TokenResponse *t,
                 r = dup_optional_string(json_get(root, "error_description"), &tr.error_description);
                 if (r < 0)
                         return r;
+                /* Entra's error_codes: numbers that say more than error does; others are ignored */
+                json_object *codes = json_get(root, "error_codes");
+                size_t n = json_object_is_type(codes, json_type_array) ? json_object_array_length(codes) : 0;
+                if (n > 16)
+                        n = 16;
+                if (n > 0 && !(tr.error_codes = calloc(n, sizeof *tr.error_codes)))
+                        return -ENOMEM;
+                for (size_t i = 0; i < n; i++) {
+                        int64_t c;
+                        if (json_get_int64(json_object_array_get_idx(codes, i), &c) >= 0)
+                                tr.error_codes[tr.n_error_codes++] = c;
+                }
                 goto done;
         }
 

@@ -51,6 +51,8 @@ typedef struct TokenResponse {
         uint64_t expires_in_usec;
         char *error;             /* OAuth "error" when the answer is an error */
         char *error_description;
+        int64_t *error_codes;    /* Entra's "error_codes" (at most 16), NULL when none */
+        size_t n_error_codes;
 } TokenResponse;
 
 void token_response_done(TokenResponse *t);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "auth.h"
 #include "discovery.h"
 #include "log.h"
 #include "order-state.h"
@@ -65,6 +66,7 @@ typedef struct Status {
         size_t n_watched;
         DiscoveryStatus discovery;
         size_t n_discovered;
+        AuthState auth;
 
         StatusOrder *orders; /* watched ones first, in configuration order; then the others */
         size_t n_orders, allocated_orders;
@@ -86,6 +88,7 @@ static void status_done(Status *st) {
         strv_free(st->store_webhooks);
         free(st->store_path);
         discovery_status_done(&st->discovery);
+        auth_state_done(&st->auth);
 }
 
 static bool origin_is_config_file(const Config *c, const char *origin) {
@@ -277,6 +280,12 @@ static int status_collect(Status *st) {
                 return log_error_errno(r, "Cannot read the orders in the state store '%s': %s", store_path(s),
                                        store_error(s));
 
+        r = auth_state_load(s, &st->auth);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0 && r != -EBADMSG)
+                return log_error_errno(r, "Cannot read the token state in '%s': %s", store_path(s), store_error(s));
+
         r = discovery_status_load(s, &st->discovery);
         if (r == -ENOMEM)
                 return log_oom();
@@ -344,9 +353,19 @@ static int status_print_json(const Status *st, FILE *out) {
         }
         json_object_object_add(root, "orders", orders);
         json_object_object_add(root, "webhooks", webhooks);
-        json_object *d = json_object_new_object();
-        if (!d)
+        json_object *tok = json_object_new_object(), *d = json_object_new_object();
+        if (!tok || !d) {
+                json_object_put(tok);
+                json_object_put(d);
                 return -ENOMEM;
+        }
+        json_object_object_add(root, "token", tok);
+        json_object_object_add(tok, "state", json_object_new_string(st->auth.failing ? "failing" : "ok"));
+        json_object_object_add(tok, "since", st->auth.failing ? json_time(st->auth.since_usec) : NULL);
+        json_object_object_add(tok, "error", st->auth.failing && st->auth.error ? json_object_new_string(st->auth.error) : NULL);
+        json_object_object_add(tok, "description", st->auth.failing && st->auth.description
+                                                           ? json_object_new_string(st->auth.description)
+                                                           : NULL);
         json_object_object_add(root, "discovery", d);
         json_object_object_add(d, "enabled", json_object_new_boolean(st->config->discovery_enabled));
         json_object_object_add(d, "cursor", json_time(st->discovery.cursor_usec));
@@ -490,6 +509,21 @@ static int status_print_human(const Status *st, FILE *out) {
                 fprintf(out, "Nothing has been polled yet: there is no state store in %s.\n",
                         st->config->state_directory);
 
+        if (st->auth.failing) {
+                char since[96];
+                fprintf(out, "Access token: failing since %s", format_last(since, sizeof since, st->now_usec, st->auth.since_usec));
+                if (st->auth.error) {
+                        fputs(": ", out);
+                        print_sanitized(out, st->auth.error);
+                }
+                if (st->auth.description) {
+                        fputs(" (", out);
+                        print_sanitized(out, st->auth.description);
+                        fputc(')', out);
+                }
+                fputs("; no Partner Center request is sent until a token can be had.\n", out);
+        } else if (st->have_store)
+                fputs("Access token: ok\n", out);
         if (st->config->discovery_enabled || st->discovery.cursor_usec > 0) {
                 char cursor[64];
                 fprintf(out, "Discovery %s: activity log read up to %s; last read %s", st->config->discovery_enabled ? "on" : "off",

@@ -401,6 +401,8 @@ static void test_many_items(void **state) {
                 assert_int_equal(snap->items[i].number, (int64_t) i + 2);
 }
 
+static int parse_token(const char *s, TokenResponse *t, const char **reason);
+
 static void test_token_fixtures(void **state) {
         _cleanup_(body_done) Body ok = fixture("token-refresh-v1.json");
         _cleanup_(body_done) Body bad = fixture("token-error-invalid-grant.json");
@@ -418,6 +420,21 @@ static void test_token_fixtures(void **state) {
         assert_string_equal(e.error_description, "AADSTS700082: The refresh token has expired due to inactivity.");
         assert_null(e.access_token);
         assert_null(e.refresh_token);
+        assert_int_equal(e.n_error_codes, 1);
+
+        _cleanup_(body_done) Body expired = fixture("token-error-refresh-expired.json");
+        _cleanup_(token_response_done) TokenResponse x = {};
+        assert_int_equal(pc_parse_token_response(expired.data, expired.size, &x, &reason), 0);
+        assert_string_equal(x.error, "invalid_grant");
+        assert_int_equal(x.n_error_codes, 1);
+        assert_int_equal(x.error_codes[0], 700082);
+        assert_true(strncmp(x.error_description, "AADSTS700082: The refresh token has expired due to inactivity.", 62) == 0);
+
+        /* codes that are not numbers are left out, not an error */
+        _cleanup_(token_response_done) TokenResponse y = {};
+        assert_int_equal(parse_token("{\"error\":\"invalid_client\",\"error_codes\":[7000215,\"x\",null]}", &y, &reason), 0);
+        assert_int_equal(y.n_error_codes, 1);
+        assert_int_equal(y.error_codes[0], 7000215);
 }
 
 static int parse_token(const char *s, TokenResponse *t, const char **reason) {

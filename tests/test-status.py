@@ -115,7 +115,8 @@ def by_order(doc: dict) -> dict:
 
 
 def check_polled_json(doc: dict, t: Polled) -> None:
-    check(set(doc) == {"orders", "webhooks", "discovery"}, f"top-level keys {sorted(doc)}")
+    check(set(doc) == {"orders", "webhooks", "discovery", "token"}, f"top-level keys {sorted(doc)}")
+    check(doc["token"] == {"state": "ok", "since": None, "error": None, "description": None}, f"token {doc['token']}")
     check(doc["discovery"] == {"enabled": False, "cursor": None, "last_read": None, "last_result": None,
                                "last_records": 0, "discovered_orders": 0}, f"discovery {doc['discovery']}")
     keys = {"customer_id", "customer_name", "order_id", "watched", "source", "state", "last_poll", "last_success",
