@@ -8,7 +8,7 @@
 #include "snapshot.h"
 #include "json-util.h"
 
-#define STATUS_MAX 64
+#define STATUS_MAX 256
 
 Snapshot *snapshot_new(void) {
         return calloc(1, sizeof(Snapshot));
@@ -89,18 +89,11 @@ bool snapshot_equal(const Snapshot *a, const Snapshot *b) {
         return true;
 }
 
+/* SPEC §3: quantity statuses are undocumented, so anything Partner Center sends is a status to
+ * report; only an empty or absurdly long one is not. */
 bool status_is_valid(const char *s) {
-        if (!s)
-                return false;
-        size_t n = strnlen(s, STATUS_MAX + 1);
-        if (n == 0 || n > STATUS_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char) s[i];
-                if (c <= ' ' || c >= 0x7f || c == '=')
-                        return false;
-        }
-        return true;
+        size_t n = s ? strnlen(s, STATUS_MAX + 1) : 0;
+        return n > 0 && n <= STATUS_MAX;
 }
 
 static int quantity_compare(const void *a, const void *b) {
@@ -466,8 +459,19 @@ char *quantities_format(const LineItem *li) {
         FILE *f = open_memstream(&buf, &size);
         if (!f)
                 return NULL;
-        for (size_t i = 0; i < li->n_quantities; i++)
-                fprintf(f, "%s%s=%" PRIi64, i > 0 ? " " : "", li->quantities[i].status, li->quantities[i].quantity);
+        for (size_t i = 0; i < li->n_quantities; i++) {
+                if (i > 0)
+                        fputc(' ', f);
+                /* SPEC §6: the pairs stay parseable whatever the status holds */
+                for (const char *p = li->quantities[i].status; *p; p++) {
+                        unsigned char c = (unsigned char) *p;
+                        if (c <= ' ' || c == '=' || c == '\\' || c == 0x7f)
+                                fprintf(f, "\\x%02x", c);
+                        else
+                                fputc(c, f);
+                }
+                fprintf(f, "=%" PRIi64, li->quantities[i].quantity);
+        }
         bool failed = ferror(f);
         if (fclose(f) != 0 || failed)
                 return NULL;

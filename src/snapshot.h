@@ -66,7 +66,7 @@ bool snapshot_equal(const Snapshot *a, const Snapshot *b);
 /* Every item's status is in terminal (NULL-terminated, lowercased), and there is at least one item. */
 bool snapshot_is_settled(const Snapshot *s, char *const *terminal);
 
-/* A status is acceptable when it is 1..64 bytes of printable ASCII without space or '='. */
+/* A status is any non-empty string of at most 256 bytes (SPEC §3). */
 bool status_is_valid(const char *s);
 
 /* Compact JSON for the state store: {"items":[{"n":0,"olid":0,"status":"…","q":{"s":1}}]}.
@@ -76,5 +76,6 @@ char *snapshot_to_json(const Snapshot *s);
  * -EBADMSG for anything malformed (including a duplicate "n"), -ENOMEM. */
 int snapshot_from_json(const char *json, Snapshot **ret);
 
-/* "fulfilled=3 prefulfillmentpending=2" (sorted by status), "" when empty. */
+/* "fulfilled=3 prefulfillmentpending=2" (sorted by status), "" when empty; in a status, a space, '=',
+ * '\' and control characters are written as \xHH (SPEC §6). */
 char *quantities_format(const LineItem *li);
