@@ -23,36 +23,45 @@ def quantities(state):
     return " (" + ", ".join(f"{k} {v}" for k, v in sorted(state["quantities"].items())) + ")"
 
 
+def line_item(d):
+    name = d.get("friendly_name") or d.get("offer_id")
+    return f"item {d['line_item_number']}" + (f" {name}" if name else "")
+
+
 def describe(e):
     d = e["data"]
     kind = e["type"].removeprefix("provwatch.")
-    who = f"order {d['order_id'][:14]:<14}"
+    who = f"{(d.get('customer_name') or d['customer_id'])[:22]:<22} {d['order_id'][:10]}…"
     if kind.startswith("lineitem."):
-        who += f" item {d['line_item_number']}"
         old, new = d["old"], d["new"]
+        who += f" {line_item(d)}"
         if kind == "lineitem.added":
             return YELLOW, kind, who, f"{new['status']}{quantities(new)}"
         if kind == "lineitem.removed":
             return YELLOW, kind, who, f"was {old['status']}"
         return YELLOW, kind, who, f"{old['status']}{quantities(old)} → {new['status']}{quantities(new)}"
+    if kind == "order.discovered":
+        return BOLD, kind, who, ", ".join(f"{li['friendly_name'] or li['offer_id']} × {li['quantity']}"
+                                          for li in d["line_items"])
     if kind == "order.completed":
         return GREEN, kind, who, ", ".join(f"item {li['line_item_number']} {li['status']}" for li in d["line_items"])
-    if kind in ("order.not_found", "order.fetch_failed"):
+    if kind in ("order.not_found", "order.fetch_failed", "order.stalled"):
         return RED, kind, who, d.get("description") or d.get("reason") or ""
     return GREEN, kind, who, ""
 
 
+ORDERS = 5
+
+
 def main() -> None:
-    scenario_path = os.path.join(ROOT, "tests", "scenarios", "demo.json")
-    with open(scenario_path, encoding="utf-8") as f:
-        scenario = json.load(f)
-    orders = [(o["customer"], o["order"]) for o in scenario["orders"]]
     env = Env("demo")
-    print(f"{BOLD}provwatch demo{RESET}: a Partner Center simulator on loopback with {len(orders)} orders whose line")
-    print("items move from prefulfillmentpending to fulfilled over about a minute; one order is not")
-    print("visible (404) for its first 15 s. provwatch polls every 5 s within a budget of 120 requests/min.\n")
-    sim = Sim(env.dir, "--seed", "1", scenario=scenario)
-    cfg = env.config(sim, orders, poll={"interval": "5s", "max-requests-per-minute": "120", "not-found-grace": "1m"})
+    print(f"{BOLD}provwatch demo{RESET}: a Partner Center simulator on loopback. Nothing is configured: the")
+    print(f"simulator places {ORDERS} orders for its customers over the first 30 s, and provwatch finds them in the")
+    print("activity log, names them (customer, product) and follows each until it is provisioned. The")
+    print("activity log is read every 5 s; each order is polled every 5 s, within 120 requests/min.\n")
+    sim = Sim(env.dir, "--seed", "1", "--place", str(ORDERS), "--place-over", "30", "--fulfil-after", "40")
+    cfg = env.config(sim, [], poll={"interval": "5s", "max-requests-per-minute": "120"},
+                     extra="\n[discovery]\nenabled = yes\ninterval = 5s\n")
     print(f"{DIM}simulator: {sim.url}   config: {cfg}{RESET}")
     print(f"{DIM}events also go to the journal when provwatch runs as a service; here they are printed from "
           f"--print-events{RESET}\n")
@@ -61,7 +70,7 @@ def main() -> None:
     completed = set()
     shown = 0
     try:
-        while len(completed) < len(orders) and time.monotonic() - start < 120:
+        while len(completed) < ORDERS and time.monotonic() - start < 150:
             try:
                 d.wait_event(lambda e: True, 1, "an event", since=shown)
             except Failure:
