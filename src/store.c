@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "store.h"
+#include "store-internal.h"
 #include "strv.h"
 
 #define STORE_FILE_NAME "provwatch.db"
@@ -90,37 +90,6 @@ static const char *const schema_upgrades[] = {
 
 #define STORE_SCHEMA_VERSION ((int64_t) ELEMENTSOF(schema_upgrades))
 
-typedef enum StoreStatement {
-        STMT_BEGIN,
-        STMT_COMMIT,
-        STMT_ROLLBACK,
-        STMT_SAVEPOINT,
-        STMT_RELEASE,
-        STMT_ROLLBACK_TO,
-        STMT_PUT_ORDER,
-        STMT_PUT_ORDER_KEEP_SNAPSHOT,
-        STMT_GET_ORDER,
-        STMT_LIST_ORDERS,
-        STMT_ADD_EVENT,
-        STMT_QUEUE_ADD,
-        STMT_QUEUE_LIST,
-        STMT_QUEUE_DELETE,
-        STMT_QUEUE_RESCHEDULE,
-        STMT_EVENT_DELETE_UNREFERENCED,
-        STMT_DEAD_LETTER_ADD,
-        STMT_QUEUE_DEPTH,
-        STMT_QUEUE_DEPTH_ALL,
-        STMT_DEAD_LETTER_COUNT,
-        STMT_DEAD_LETTER_COUNT_ALL,
-        STMT_WEBHOOK_NAMES,
-        STMT_KV_GET,
-        STMT_KV_SET,
-        STMT_SET_NAMES,
-        STMT_SEEN_GET,
-        STMT_SEEN_ADD,
-        STMT_SEEN_PRUNE,
-        _STMT_MAX,
-} StoreStatement;
 
 #define ORDER_COLUMNS                                                                                    \
         "customer_id, order_id, snapshot, last_poll, last_success, next_poll, not_found_since, "         \
@@ -197,14 +166,6 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_SEEN_PRUNE] = "DELETE FROM discovery_seen WHERE operation_date < ?1",
 };
 
-struct Store {
-        sqlite3 *db;
-        char *path;
-        StoreMode mode;
-        bool transaction; /* between store_begin() and store_commit()/store_rollback() */
-        sqlite3_stmt *statements[_STMT_MAX];
-        char error[512];
-};
 
 /* store_open() has no Store to keep its message in when it fails. */
 static _Thread_local char open_error[768];
@@ -235,19 +196,6 @@ int order_row_copy(const OrderRow *src, OrderRow *dst) {
         return 0;
 }
 
-void queued_events_free(QueuedEvent *q, size_t n) {
-        if (!q)
-                return;
-        for (size_t i = 0; i < n; i++) {
-                free(q[i].event_id);
-                free(q[i].event_type);
-                free(q[i].customer_id);
-                free(q[i].order_id);
-                free(q[i].body);
-                free(q[i].summary);
-        }
-        free(q);
-}
 
 
 static int errno_from_sqlite(sqlite3 *db, int rc) {
@@ -295,7 +243,7 @@ static int errno_from_sqlite(sqlite3 *db, int rc) {
         }
 }
 
-_printf_(3, 4) static int store_set_error(Store *s, int r, const char *format, ...) {
+int store_set_error(Store *s, int r, const char *format, ...) {
         va_list ap;
 
         va_start(ap, format);
@@ -306,22 +254,21 @@ _printf_(3, 4) static int store_set_error(Store *s, int r, const char *format, .
 }
 
 /* Records SQLite's message for store_error() and maps the result code. */
-static int store_fail(Store *s, int rc) {
+int store_fail(Store *s, int rc) {
         return store_set_error(s, errno_from_sqlite(s->db, rc), "%s", sqlite3_errmsg(s->db));
 }
 
 /* Also unbinds: parameters are bound SQLITE_STATIC and must not dangle between uses. */
-static void statement_resetp(sqlite3_stmt **st) {
+void statement_resetp(sqlite3_stmt **st) {
         if (*st) {
                 (void) sqlite3_reset(*st);
                 (void) sqlite3_clear_bindings(*st);
         }
 }
-#define _cleanup_reset_ _cleanup_(statement_resetp)
 
 /* Statements are prepared on first use and kept for the life of the Store: `status` never
  * prepares the write statements, the daemon prepares each one once. */
-static int store_statement(Store *s, StoreStatement id, sqlite3_stmt **ret) {
+int store_statement(Store *s, StoreStatement id, sqlite3_stmt **ret) {
         sqlite3_stmt *st = s->statements[id];
 
         /* After SQLITE_FULL or an I/O error SQLite may roll back the caller's whole transaction.
@@ -348,7 +295,7 @@ static int store_statement(Store *s, StoreStatement id, sqlite3_stmt **ret) {
 /* Binds parameters 1, 2, … from a type string: 't' const char * (NULL binds NULL), 'i' int64_t
  * (cast every integer argument: varargs do not convert). Text is bound SQLITE_STATIC, without a
  * copy: the caller's strings outlive the step, and the reset clears the bindings. */
-static int store_bind(Store *s, sqlite3_stmt *st, const char *types, ...) {
+int store_bind(Store *s, sqlite3_stmt *st, const char *types, ...) {
         va_list ap;
         int rc = SQLITE_OK, i = 1;
 
@@ -365,7 +312,7 @@ static int store_bind(Store *s, sqlite3_stmt *st, const char *types, ...) {
         return rc == SQLITE_OK ? 0 : store_fail(s, rc);
 }
 
-static int store_step_done(Store *s, sqlite3_stmt *st) {
+int store_step_done(Store *s, sqlite3_stmt *st) {
         int rc = sqlite3_step(st);
         return rc == SQLITE_DONE ? 0 : store_fail(s, rc);
 }
@@ -392,12 +339,12 @@ static void store_exec_quiet(Store *s, StoreStatement id) {
 /* Multi-statement operations run in a savepoint: atomic on their own in autocommit mode, and
  * inside a caller's transaction a failure (say a duplicate event id) undoes only the operation,
  * so the caller may still commit or roll back as it likes. */
-static int store_savepoint(Store *s, bool *ret_outer) {
+int store_savepoint(Store *s, bool *ret_outer) {
         *ret_outer = sqlite3_get_autocommit(s->db);
         return store_exec(s, STMT_SAVEPOINT);
 }
 
-static int store_savepoint_end(Store *s, bool outer, int r) {
+int store_savepoint_end(Store *s, bool outer, int r) {
         if (r >= 0) {
                 r = store_exec(s, STMT_RELEASE);
                 if (r >= 0)
@@ -415,7 +362,7 @@ static int store_savepoint_end(Store *s, bool outer, int r) {
         return r;
 }
 
-static int column_strdup(sqlite3_stmt *st, int i, char **ret) {
+int store_column_strdup(sqlite3_stmt *st, int i, char **ret) {
         const unsigned char *t;
 
         if (sqlite3_column_type(st, i) == SQLITE_NULL) {
@@ -429,21 +376,21 @@ static int column_strdup(sqlite3_stmt *st, int i, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
-static uint64_t column_u64(sqlite3_stmt *st, int i) {
+uint64_t store_column_u64(sqlite3_stmt *st, int i) {
         /* uint64_t travels as its int64_t bit pattern, so USEC_INFINITY survives a round trip. */
         return (uint64_t) sqlite3_column_int64(st, i);
 }
 
-static int store_oom(Store *s) {
+int store_oom(Store *s) {
         return store_set_error(s, -ENOMEM, "Out of memory");
 }
 
 static int order_row_from_statement(sqlite3_stmt *st, OrderRow *ret) {
         OrderRow row = {
-                .last_poll_usec = column_u64(st, 3),
-                .last_success_usec = column_u64(st, 4),
-                .next_poll_usec = column_u64(st, 5),
-                .not_found_since_usec = column_u64(st, 6),
+                .last_poll_usec = store_column_u64(st, 3),
+                .last_success_usec = store_column_u64(st, 4),
+                .next_poll_usec = store_column_u64(st, 5),
+                .not_found_since_usec = store_column_u64(st, 6),
                 .consecutive_failures = (unsigned) sqlite3_column_int64(st, 7),
                 .fetch_failed = sqlite3_column_int(st, 8) != 0,
                 .not_found = sqlite3_column_int(st, 9) != 0,
@@ -456,11 +403,11 @@ static int order_row_from_statement(sqlite3_stmt *st, OrderRow *ret) {
                 memcpy(row.answer_digest, digest, sizeof row.answer_digest);
                 row.has_answer_digest = true;
         }
-        row.discovered_usec = column_u64(st, 15);
-        row.changed_usec = column_u64(st, 16);
+        row.discovered_usec = store_column_u64(st, 15);
+        row.changed_usec = store_column_u64(st, 16);
         row.stalled = sqlite3_column_int(st, 17) != 0;
-        if (column_strdup(st, 0, &row.customer_id) < 0 || column_strdup(st, 1, &row.order_id) < 0 ||
-            column_strdup(st, 2, &row.snapshot_json) < 0 || column_strdup(st, 12, &row.last_error) < 0 ||
+        if (store_column_strdup(st, 0, &row.customer_id) < 0 || store_column_strdup(st, 1, &row.order_id) < 0 ||
+            store_column_strdup(st, 2, &row.snapshot_json) < 0 || store_column_strdup(st, 12, &row.last_error) < 0 ||
             !row.customer_id || !row.order_id) {
                 order_row_done(&row);
                 return -ENOMEM;
@@ -864,307 +811,6 @@ int store_foreach_order(Store *s, int (*cb)(const OrderRow *row, void *userdata)
         }
 }
 
-static int store_add_event_internal(Store *s, const char *event_id, const char *event_type,
-                                    const char *customer_id, const char *order_id, uint64_t created_usec,
-                                    const char *body, const char *summary, char *const *webhooks,
-                                    size_t n_webhooks) {
-        sqlite3_int64 seq;
-        int r;
-
-        {
-                _cleanup_reset_ sqlite3_stmt *st = NULL;
-                r = store_statement(s, STMT_ADD_EVENT, &st);
-                if (r < 0)
-                        return r;
-                r = store_bind(s, st, "ttttitt", event_id, event_type, customer_id, order_id,
-                               (int64_t) created_usec, body, summary);
-                if (r < 0)
-                        return r;
-                r = store_step_done(s, st);
-                if (r < 0)
-                        return r;
-                seq = sqlite3_last_insert_rowid(s->db);
-        }
-
-        for (size_t i = 0; i < n_webhooks; i++) {
-                _cleanup_reset_ sqlite3_stmt *st = NULL;
-                r = store_statement(s, STMT_QUEUE_ADD, &st);
-                if (r < 0)
-                        return r;
-                r = store_bind(s, st, "ti", webhooks[i], (int64_t) seq);
-                if (r < 0)
-                        return r;
-                r = store_step_done(s, st);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-int store_add_event(Store *s, const char *event_id, const char *event_type, const char *customer_id,
-                    const char *order_id, uint64_t created_usec, const char *body, const char *summary,
-                    char *const *webhooks, size_t n_webhooks) {
-        bool outer;
-        int r;
-
-        if (!s || !event_id || !event_type || !customer_id || !order_id || !body ||
-            (n_webhooks > 0 && !webhooks))
-                return -EINVAL;
-        for (size_t i = 0; i < n_webhooks; i++)
-                if (!webhooks[i])
-                        return -EINVAL;
-        if (n_webhooks == 0)
-                return 0;
-
-        r = store_savepoint(s, &outer);
-        if (r < 0)
-                return r;
-        r = store_add_event_internal(s, event_id, event_type, customer_id, order_id, created_usec, body, summary,
-                                     webhooks, n_webhooks);
-        if (r == -EEXIST)
-                store_set_error(s, r, "Event id '%s' exists already", event_id);
-        return store_savepoint_end(s, outer, r);
-}
-
-int store_queue_list(Store *s, const char *webhook, int64_t after_seq, size_t limit, QueuedEvent **ret,
-                     size_t *ret_n) {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
-        QueuedEvent *list = NULL;
-        size_t n = 0, allocated = 0;
-        int r;
-
-        if (!s || !webhook || !ret || !ret_n)
-                return -EINVAL;
-
-        r = store_statement(s, STMT_QUEUE_LIST, &st);
-        if (r < 0)
-                return r;
-        r = store_bind(s, st, "tii", webhook, after_seq,
-                       limit == 0 || limit > INT64_MAX ? (int64_t) -1 : (int64_t) limit);
-        if (r < 0)
-                return r;
-
-        for (;;) {
-                int rc = sqlite3_step(st);
-                if (rc == SQLITE_DONE)
-                        break;
-                if (rc != SQLITE_ROW) {
-                        r = store_fail(s, rc);
-                        goto fail;
-                }
-                if (n == allocated) {
-                        size_t k = allocated ? allocated * 2 : 16;
-                        QueuedEvent *m = reallocarray(list, k, sizeof *list);
-                        if (!m) {
-                                r = store_oom(s);
-                                goto fail;
-                        }
-                        list = m;
-                        allocated = k;
-                }
-                QueuedEvent *q = &list[n++];
-                *q = (QueuedEvent) {
-                        .seq = sqlite3_column_int64(st, 0),
-                        .attempts = (unsigned) sqlite3_column_int64(st, 6),
-                        .created_usec = column_u64(st, 7),
-                        .next_attempt_usec = column_u64(st, 8),
-                };
-                if (column_strdup(st, 1, &q->event_id) < 0 || column_strdup(st, 2, &q->event_type) < 0 ||
-                    column_strdup(st, 3, &q->customer_id) < 0 || column_strdup(st, 4, &q->order_id) < 0 ||
-                    column_strdup(st, 5, &q->body) < 0 || column_strdup(st, 9, &q->summary) < 0) {
-                        r = store_oom(s);
-                        goto fail;
-                }
-        }
-
-        *ret = list;
-        *ret_n = n;
-        return 0;
-
-fail:
-        queued_events_free(list, n);
-        return r;
-}
-
-/* Drops the event row once no webhook queue references it any more; dead letters have their own
- * copy of the body. */
-static int store_delete_unreferenced_event(Store *s, int64_t seq) {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
-        int r;
-
-        r = store_statement(s, STMT_EVENT_DELETE_UNREFERENCED, &st);
-        if (r < 0)
-                return r;
-        r = store_bind(s, st, "i", seq);
-        if (r < 0)
-                return r;
-        return store_step_done(s, st);
-}
-
-static int store_queue_delete(Store *s, const char *webhook, int64_t seq) {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
-        int r;
-
-        r = store_statement(s, STMT_QUEUE_DELETE, &st);
-        if (r < 0)
-                return r;
-        r = store_bind(s, st, "ti", webhook, seq);
-        if (r < 0)
-                return r;
-        r = store_step_done(s, st);
-        if (r < 0)
-                return r;
-        if (sqlite3_changes(s->db) == 0)
-                return store_set_error(s, -ENOENT, "No queue entry %lld for webhook '%s'", (long long) seq,
-                                       webhook);
-        return store_delete_unreferenced_event(s, seq);
-}
-
-int store_queue_delivered(Store *s, const char *webhook, int64_t seq) {
-        bool outer;
-        int r;
-
-        if (!s || !webhook)
-                return -EINVAL;
-
-        r = store_savepoint(s, &outer);
-        if (r < 0)
-                return r;
-        return store_savepoint_end(s, outer, store_queue_delete(s, webhook, seq));
-}
-
-int store_queue_reschedule(Store *s, const char *webhook, int64_t seq, unsigned attempts,
-                           uint64_t next_attempt_usec, const char *last_error) {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
-        int r;
-
-        if (!s || !webhook)
-                return -EINVAL;
-
-        r = store_statement(s, STMT_QUEUE_RESCHEDULE, &st);
-        if (r < 0)
-                return r;
-        r = store_bind(s, st, "tiiit", webhook, seq, (int64_t) attempts, (int64_t) next_attempt_usec,
-                       last_error);
-        if (r < 0)
-                return r;
-        r = store_step_done(s, st);
-        if (r < 0)
-                return r;
-        if (sqlite3_changes(s->db) == 0)
-                return store_set_error(s, -ENOENT, "No queue entry %lld for webhook '%s'", (long long) seq,
-                                       webhook);
-        return 0;
-}
-
-static int store_dead_letter_internal(Store *s, const char *webhook, int64_t seq, const char *reason,
-                                      uint64_t now_usec) {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
-        int r;
-
-        r = store_statement(s, STMT_DEAD_LETTER_ADD, &st);
-        if (r < 0)
-                return r;
-        r = store_bind(s, st, "titi", webhook, seq, reason, (int64_t) now_usec);
-        if (r < 0)
-                return r;
-        r = store_step_done(s, st);
-        if (r < 0)
-                return r;
-        if (sqlite3_changes(s->db) == 0)
-                return store_set_error(s, -ENOENT, "No queue entry %lld for webhook '%s'", (long long) seq,
-                                       webhook);
-        return store_queue_delete(s, webhook, seq);
-}
-
-int store_queue_dead_letter(Store *s, const char *webhook, int64_t seq, const char *reason,
-                            uint64_t now_usec) {
-        bool outer;
-        int r;
-
-        if (!s || !webhook)
-                return -EINVAL;
-
-        r = store_savepoint(s, &outer);
-        if (r < 0)
-                return r;
-        return store_savepoint_end(s, outer, store_dead_letter_internal(s, webhook, seq, reason, now_usec));
-}
-
-static int store_count(Store *s, StoreStatement id, const char *webhook, uint64_t *ret) {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
-        int rc, r;
-
-        r = store_statement(s, id, &st);
-        if (r < 0)
-                return r;
-        if (webhook) {
-                r = store_bind(s, st, "t", webhook);
-                if (r < 0)
-                        return r;
-        }
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-                return store_fail(s, rc);
-        *ret = (uint64_t) sqlite3_column_int64(st, 0);
-        return 0;
-}
-
-int store_queue_depth(Store *s, const char *webhook, uint64_t *ret) {
-        if (!s || !ret)
-                return -EINVAL;
-        return store_count(s, webhook ? STMT_QUEUE_DEPTH : STMT_QUEUE_DEPTH_ALL, webhook, ret);
-}
-
-int store_dead_letter_count(Store *s, const char *webhook, uint64_t *ret) {
-        if (!s || !ret)
-                return -EINVAL;
-        return store_count(s, webhook ? STMT_DEAD_LETTER_COUNT : STMT_DEAD_LETTER_COUNT_ALL, webhook, ret);
-}
-
-int store_webhook_names(Store *s, char ***ret) {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
-        char **names = NULL;
-        size_t n = 0;
-        int r;
-
-        if (!s || !ret)
-                return -EINVAL;
-
-        r = store_statement(s, STMT_WEBHOOK_NAMES, &st);
-        if (r < 0)
-                return r;
-        for (;;) {
-                int rc = sqlite3_step(st);
-                if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-                        r = store_fail(s, rc);
-                        goto fail;
-                }
-                /* Grows one by one: there are a handful of webhooks. */
-                char **m = reallocarray(names, n + 2, sizeof *names);
-                if (!m) {
-                        r = store_oom(s);
-                        goto fail;
-                }
-                names = m;
-                names[n] = NULL;
-                if (rc == SQLITE_DONE)
-                        break;
-                if (column_strdup(st, 0, &names[n]) < 0 || !names[n]) {
-                        r = store_oom(s);
-                        goto fail;
-                }
-                names[++n] = NULL;
-        }
-
-        *ret = names;
-        return 0;
-
-fail:
-        strv_free(names);
-        return r;
-}
-
 int store_kv_get(Store *s, const char *key, char **ret) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         char *value;
@@ -1184,7 +830,7 @@ int store_kv_get(Store *s, const char *key, char **ret) {
                 return store_set_error(s, -ENOENT, "No such key '%s'", key);
         if (rc != SQLITE_ROW)
                 return store_fail(s, rc);
-        if (column_strdup(st, 0, &value) < 0 || !value)
+        if (store_column_strdup(st, 0, &value) < 0 || !value)
                 return store_oom(s);
         *ret = value;
         return 0;
