@@ -93,7 +93,7 @@ bool snapshot_equal(const Snapshot *a, const Snapshot *b) {
  * report; only an empty or absurdly long one is not. */
 bool status_is_valid(const char *s) {
         size_t n = s ? strnlen(s, STATUS_MAX + 1) : 0;
-        return n > 0 && n <= STATUS_MAX;
+        return n > 0 && n <= STATUS_MAX && utf8_is_valid(s); /* a JSON string is UTF-8 */
 }
 
 static int quantity_compare(const void *a, const void *b) {

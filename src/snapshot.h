@@ -66,7 +66,7 @@ bool snapshot_equal(const Snapshot *a, const Snapshot *b);
 /* Every item's status is in terminal (NULL-terminated, lowercased), and there is at least one item. */
 bool snapshot_is_settled(const Snapshot *s, char *const *terminal);
 
-/* A status is any non-empty string of at most 256 bytes (SPEC §3). */
+/* A status is any non-empty string of valid UTF-8 of at most 256 bytes (SPEC §3). */
 bool status_is_valid(const char *s);
 
 /* Compact JSON for the state store: {"items":[{"n":0,"olid":0,"status":"…","q":{"s":1}}]}.

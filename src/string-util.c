@@ -113,3 +113,47 @@ const char *escape_message(char buf[static ESCAPE_BUF], const char *s, bool quot
         buf[o] = 0;
         return buf;
 }
+
+/* The length of the valid UTF-8 sequence at s and its code point; 0 when s starts none (overlong
+ * forms, surrogates and truncated sequences included). */
+size_t utf8_decode(const char *s, uint32_t *ret) {
+        const unsigned char *u = (const unsigned char *) s;
+        uint32_t cp;
+        size_t n;
+
+        if (u[0] < 0x80) {
+                *ret = u[0];
+                return 1;
+        }
+        if (u[0] >= 0xc2 && u[0] <= 0xdf) {
+                n = 2;
+                cp = u[0] & 0x1f;
+        } else if ((u[0] & 0xf0) == 0xe0) {
+                n = 3;
+                cp = u[0] & 0x0f;
+        } else if (u[0] >= 0xf0 && u[0] <= 0xf4) {
+                n = 4;
+                cp = u[0] & 0x07;
+        } else
+                return 0;
+        for (size_t i = 1; i < n; i++) {
+                if ((u[i] & 0xc0) != 0x80) /* also stops at the NUL */
+                        return 0;
+                cp = cp << 6 | (u[i] & 0x3f);
+        }
+        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        *ret = cp;
+        return n;
+}
+
+bool utf8_is_valid(const char *s) {
+        for (uint32_t cp; *s;) {
+                size_t n = utf8_decode(s, &cp);
+                if (n == 0)
+                        return false;
+                s += n;
+        }
+        return true;
+}

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "macro.h"
@@ -56,3 +57,8 @@ bool ascii_alnum_or_in(const char *s, size_t len, const char *extra);
  * \xNN, cut after ESCAPE_MAX bytes ("..." then); with quotes, also surrounded by double quotes,
  * with '"' and '\' escaped. */
 const char *escape_message(char buf[static ESCAPE_BUF], const char *s, bool quotes);
+
+/* The length of the valid UTF-8 sequence at s and its code point in *ret; 0 when s starts none
+ * (overlong forms, surrogates and truncated sequences included). */
+size_t utf8_decode(const char *s, uint32_t *ret);
+bool utf8_is_valid(const char *s);

@@ -47,39 +47,6 @@ const char *webhook_format_content_type(WebhookFormat f) {
 
 /* ---- text ---- */
 
-/* The length of the valid UTF-8 sequence at s and its code point; 0 when s starts none (overlong
- * forms, surrogates and truncated sequences included). */
-static size_t utf8_decode(const char *s, uint32_t *ret) {
-        const unsigned char *u = (const unsigned char *) s;
-        uint32_t cp;
-        size_t n;
-
-        if (u[0] < 0x80) {
-                *ret = u[0];
-                return 1;
-        }
-        if (u[0] >= 0xc2 && u[0] <= 0xdf) {
-                n = 2;
-                cp = u[0] & 0x1f;
-        } else if ((u[0] & 0xf0) == 0xe0) {
-                n = 3;
-                cp = u[0] & 0x0f;
-        } else if (u[0] >= 0xf0 && u[0] <= 0xf4) {
-                n = 4;
-                cp = u[0] & 0x07;
-        } else
-                return 0;
-        for (size_t i = 1; i < n; i++) {
-                if ((u[i] & 0xc0) != 0x80) /* also stops at the NUL */
-                        return 0;
-                cp = cp << 6 | (u[i] & 0x3f);
-        }
-        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        *ret = cp;
-        return n;
-}
 
 /* Text from the event as one clean line of UTF-8: control characters (C0, DEL, C1) become spaces, so a
  * name cannot break a line; bytes that are not UTF-8 become U+FFFD, so the body stays valid JSON text. */

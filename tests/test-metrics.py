@@ -33,10 +33,13 @@ FAMILIES = {
     "provwatch_webhook_deliveries_total": "counter",
     "provwatch_rate_limited_total": "counter",
     "provwatch_token_refreshes_total": "counter",
+    "provwatch_discovery_requests_total": "counter",
+    "provwatch_discovered_orders_total": "counter",
 }
 EVENT_TYPES = ["provwatch.lineitem.added", "provwatch.lineitem.changed", "provwatch.lineitem.removed",
                "provwatch.order.completed", "provwatch.order.not_found", "provwatch.order.fetch_failed",
-               "provwatch.order.recovered"]
+               "provwatch.order.recovered", "provwatch.order.discovered", "provwatch.order.stalled",
+               "provwatch.auth.failed", "provwatch.auth.recovered"]
 
 METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"

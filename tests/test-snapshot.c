@@ -103,6 +103,10 @@ static void test_status_is_valid(void **state) {
         assert_true(status_is_valid("caf\xc3\xa9"));
         assert_true(status_is_valid("a\x7f"));
         assert_true(status_is_valid(" "));
+        /* a JSON string is UTF-8 */
+        assert_false(status_is_valid("caf\xe9"));
+        assert_false(status_is_valid("\xc3"));
+        assert_false(status_is_valid("\xed\xa0\x80")); /* a surrogate */
 }
 
 static void test_merge_items(void **state) {
