@@ -36,6 +36,8 @@ struct Discovery {
         /* the activity log */
         uint64_t cursor_usec; /* realtime; 0 before the first committed read */
         uint64_t next_read;   /* monotonic */
+        uint64_t read_start;  /* monotonic: when the read under way began */
+        unsigned pages;       /* of the read under way */
         unsigned failures;
         PcCall *call;
         DiscoveryBatch *batch; /* filling, page after page */
@@ -174,7 +176,11 @@ static void read_finished(Discovery *d) {
         DiscoveryBatch *b = TAKE_PTR(d->batch);
         read_reset(d);
         d->failures = 0;
-        d->next_read = now_monotonic_usec() + d->config->discovery_interval_usec;
+        /* A read starts at the beginning of the cursor's day, so a busy day costs more pages the later
+         * it gets: reads that need more than two pages are spaced out, so that the log costs at most
+         * about two requests per interval, whatever the day's volume. */
+        uint64_t stretch = d->pages > 2 ? (d->pages + 1) / 2 : 1;
+        d->next_read = d->read_start + d->config->discovery_interval_usec * stretch;
         d->committing = true;
         log_debug("Activity log: %zu records, %zu findings.", b->records, b->n_findings);
         d->found(b, d->userdata);
@@ -241,6 +247,7 @@ static void on_log_answer(PcCall *call, const PcAnswer *a, void *userdata) {
                 return read_failed(d, a, buf);
         }
         d->batch->records += page.n_records;
+        d->pages++;
         for (size_t i = 0; r >= 0 && i < page.n_records; i++)
                 r = take_record(d, &page.records[i]);
         if (r < 0) {
@@ -284,6 +291,8 @@ bool discovery_pull_log(Discovery *d, uint64_t now, uint64_t *ret_wake) {
         }
         d->batch->read_usec = now_rt;
         d->batch->cursor_usec = d->cursor_usec;
+        d->read_start = now;
+        d->pages = 0;
         return true;
 }
 
