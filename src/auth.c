@@ -441,6 +441,7 @@ static void timer_closed(uv_handle_t *h) {
 void auth_set_config(Auth *a, const Config *config) {
         bool source_changed = !streq_ptr(a->config->refresh_token, config->refresh_token) ||
                               !streq_ptr(a->config->client_id, config->client_id) ||
+                              !streq_ptr(a->config->client_secret, config->client_secret) ||
                               !streq_ptr(a->config->token_endpoint, config->token_endpoint) ||
                               a->config->auth != config->auth;
         a->config = config;

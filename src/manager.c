@@ -239,6 +239,7 @@ static void on_shutdown_timer(uv_timer_t *t) {
                 m->undelivered = webhooks_queued(m->webhooks);
                 m->webhooks = webhooks_free(m->webhooks);
         }
+        m->discovery = discovery_free(m->discovery);
         m->poller = poller_free(m->poller);
         m->client = pc_client_free(m->client);
         m->auth = auth_free(m->auth);

@@ -64,13 +64,18 @@ int orders_load_row(Orders *t, const OrderRow *row) {
         if (!x)
                 return -ENOMEM;
         char *customer_id = x->row.customer_id, *order_id = x->row.order_id;
+        order_names_free(x->row.names);
+        free(x->row.last_error);
         x->row = *row;
         x->row.customer_id = customer_id;
         x->row.order_id = order_id;
         x->row.snapshot_json = NULL;
         x->row.last_error = row->last_error ? strdup(row->last_error) : NULL;
+        x->row.names = NULL;
         x->has_snapshot = row->snapshot_json != NULL;
-        return row->last_error && !x->row.last_error ? -ENOMEM : 0;
+        if (row->last_error && !x->row.last_error)
+                return -ENOMEM;
+        return row->names ? order_names_copy(row->names, &x->row.names) : 0;
 }
 
 void orders_dequeue(Orders *t, Order *x) {
