@@ -3,7 +3,8 @@
 invalid_grant, a reload, webhooks with a signing secret and a bearer header, status, debug logging)
 with distinctive secret values, then every log line, printed event and command output is searched
 for each of them, and for the simulator's token patterns (access tokens at-N-HEX, rotated refresh
-tokens rt-N-HEX), and so is every row of the state store but the stored refresh token. Also: a secret file readable by others draws a warning naming it; 0600 does not."""
+tokens rt-N-HEX), and so is every row of the state store but the stored refresh token. Also: a
+secret file readable by others draws a warning naming it; 0600 does not."""
 
 import json
 import os
