@@ -313,7 +313,8 @@ def test_invalid_client():
     env = Env("alerts-client")
     right, wrong = distinctive("client-secret"), distinctive("wrong-secret")
     env.write("client-secret", wrong + "\n", 0o600)
-    sim = Sim(env.dir, "--client-secret", right, scenario={"orders": [manual_order("c1", "o1", *PENDING_THEN_FULFILLED)]})
+    sim = Sim(env.dir, "--client-secret", right,
+              scenario={"orders": [manual_order("c1", "o1", *PENDING_THEN_FULFILLED)]})
     d = None
     try:
         cfg = env.config(sim, [("c1", "o1")], poll={"interval": "1s"},
@@ -518,7 +519,8 @@ def test_stalled_discovered_order_with_names():
               == {"customer_id": "cust-fab", "order_id": "ordStall", "customer_name": "Fabrikam Ltd"},
               f"order.stalled data {data}")
         check(stalled_items(first) == [
-            (0, "prefulfillmentpending", {"prefulfillmentpending": 5}, "CFQ7TTC0LH18:0001", "Microsoft 365 Business Basic"),
+            (0, "prefulfillmentpending", {"prefulfillmentpending": 5}, "CFQ7TTC0LH18:0001",
+             "Microsoft 365 Business Basic"),
             (2, "prefulfillmentpending", {"prefulfillmentpending": 2}, "CFQ7TTC0LDPB:0001", "Microsoft 365 E3")],
             f"line_items {data['line_items']}")
         check(d.stop() == 0, "clean exit")
@@ -596,14 +598,16 @@ def test_three_formats_side_by_side():
         name = "Northwind Traders & Co"  # "&" is escaped for Slack only
         sim.control("POST", "place", {
             "customer": "cust-nw", "customer_name": name, "order": "ordFmt", "manual": True,
-            "line_items": [{"number": 0, "olid": 0, "offer_id": "CFQ7TTC0LDPB:0001", "friendly_name": "Microsoft 365 E3",
-                            "quantity": 3, "steps": [
+            "line_items": [{"number": 0, "olid": 0, "offer_id": "CFQ7TTC0LDPB:0001",
+                            "friendly_name": "Microsoft 365 E3", "quantity": 3, "steps": [
                                 {"status": "prefulfillmentpending", "quantities": {"prefulfillmentpending": 3}},
-                                {"status": "prefulfillmentpending", "quantities": {"fulfilled": 2, "prefulfillmentpending": 1}},
+                                {"status": "prefulfillmentpending",
+                                 "quantities": {"fulfilled": 2, "prefulfillmentpending": 1}},
                                 {"status": "fulfilled", "quantities": {"fulfilled": 3}}]}]})
         hooks = "".join(f"\n[webhook {f}]\nurl = {r.url}\nformat = {f}\nsecret-file = {whsec_file}\n"
                         for f, r in receivers.items())
-        cfg = env.config(sim, [], poll={"interval": "1s"}, extra=hooks + "\n[discovery]\nenabled = yes\ninterval = 1s\n")
+        cfg = env.config(sim, [], poll={"interval": "1s"},
+                         extra=hooks + "\n[discovery]\nenabled = yes\ninterval = 1s\n")
         teams = receivers["teams"]
         # the first Teams attempt is answered 500 (retried after about 5 s), the second 503 with
         # Retry-After: 1, the third is taken; everything of the order waits behind it
@@ -636,8 +640,8 @@ def test_three_formats_side_by_side():
             check([a["id"] for a in r.delivered()] == ids, f"{f}: delivered out of order")
             for a in attempts:
                 check(a["signature_ok"] is True, f"{f}: the signature does not verify over the body sent")
-                check(header(a, "webhook-timestamp").isdigit() and abs(int(header(a, "webhook-timestamp")) - a["received"]) <= 5,
-                      f"{f}: webhook-timestamp {header(a, 'webhook-timestamp')}")
+                ts = header(a, "webhook-timestamp")
+                check(ts.isdigit() and abs(int(ts) - a["received"]) <= 5, f"{f}: webhook-timestamp {ts}")
                 check(header(a, "webhook-signature").startswith("v1,"), f"{f}: webhook-signature")
                 want = "application/cloudevents+json" if f == "cloudevents" else "application/json"
                 check(header(a, "Content-Type") == want, f"{f}: Content-Type {header(a, 'Content-Type')}")
@@ -666,7 +670,8 @@ def test_three_formats_side_by_side():
                 else:
                     check(set(body) == {"text", "blocks"} and body["text"] == slack_escape(text),
                           f"slack: text {body.get('text')!r}, expected {slack_escape(text)!r}")
-                    check(body["blocks"][0] == {"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(text)}},
+                    check(body["blocks"][0] == {"type": "section",
+                                                "text": {"type": "mrkdwn", "text": slack_escape(text)}},
                           f"slack: first block {body['blocks'][0]}")
                     fields = [x["text"] for b in body["blocks"] for x in b.get("fields", [])]
                     check(f"*Order*\nordFmt" in fields and f"*Event*\n{ev['type']}" in fields
@@ -704,7 +709,8 @@ def test_support_handles_of_failed_polls():
         sim.fault(kind="status", status=503, order="o1")
         ev = d.wait_event(of_type("provwatch.order.fetch_failed", "o1"), 40, "order.fetch_failed")
         failed = [r for r in polls(sim, "o1", start) if r["faults"] and r["mono"] < d.printed_at[ev["id"]]]
-        check([r["status"] for r in failed] == [503, 503], f"polls before fetch_failed: {[r['status'] for r in failed]}")
+        check([r["status"] for r in failed] == [503, 503],
+              f"polls before fetch_failed: {[r['status'] for r in failed]}")
         last = failed[-1]
         data = ev["data"]
         for r in failed:
@@ -717,8 +723,9 @@ def test_support_handles_of_failed_polls():
         # each failed poll's log line names the handles of its request and answer
         log = d.log().splitlines()
         for r in failed:
-            want = (f"Poll of order 'o1' (customer 'c1') failed: HTTP 503", f"(MS-CorrelationId "
-                    f"{r['headers']['MS-CorrelationId']}, MS-RequestId {r['headers']['MS-RequestId']}, MS-CV {r['ms_cv']})")
+            want = ("Poll of order 'o1' (customer 'c1') failed: HTTP 503",
+                    f"(MS-CorrelationId {r['headers']['MS-CorrelationId']}, "
+                    f"MS-RequestId {r['headers']['MS-RequestId']}, MS-CV {r['ms_cv']})")
             lines = [line for line in log if want[0] in line and line.endswith(want[1])]
             check(len(lines) == 1, f"no log line with {want[1]}: {[x for x in log if 'Poll of order' in x]}")
         check(d.stop() == 0, "clean exit")
