@@ -3,13 +3,15 @@
 invalid_grant, a reload, webhooks with a signing secret and a bearer header, status, debug logging)
 with distinctive secret values, then every log line, printed event and command output is searched
 for each of them, and for the simulator's token patterns (access tokens at-N-HEX, rotated refresh
-tokens rt-N-HEX). Also: a secret file readable by others draws a warning naming it; 0600 does not."""
+tokens rt-N-HEX), and so is every row of the state store but the stored refresh token. Also: a
+secret file readable by others draws a warning naming it; 0600 does not."""
 
 import json
 import os
 import re
 import secrets
 import signal
+import sqlite3
 
 from harness import Daemon, Env, Failure, Sim, WebhookReceiver, check, main, run, run_once, wait_until
 
@@ -102,6 +104,19 @@ def test_no_secret_in_any_output():
         outputs["run stdout"] = "\n".join(json.dumps(e) for e in d.all_events)
         outputs["run stderr"] = d.log()
         refresh_tokens.add(sim.control("GET", "refresh-token")["refresh_token"])
+
+        # the state store: events, queues, dead letters, orders, kv; not the stored refresh token, which
+        # is meant to be there
+        db = sqlite3.connect(f"file:{os.path.join(env.state, 'provwatch.db')}?mode=ro", uri=True)
+        try:
+            rows = []
+            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+                rows += [f"{table}: {row}" for row in db.execute(f'SELECT * FROM "{table}"')
+                         if not (table == "kv" and row[0] == "refresh-token")]
+        finally:
+            db.close()
+        outputs["state store"] = "\n".join(rows)
+        check("auth-state" in outputs["state store"] and "orders: " in outputs["state store"], "the store was read")
 
         for args in (["status"], ["status", "--json"]):
             p = run(["-c", cfg] + args, env=debug)
