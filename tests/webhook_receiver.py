@@ -22,6 +22,8 @@ Control, at run time:
   POST /_control {"hang": 20, ...}                      wait 20 s before answering (combines with any mode)
   POST /_control {"order": "O", ...}                    the behaviour applies to deliveries of order O only
                                                         (data.order_id); others are answered 204
+  POST /_control {"orders": ["O1", "O2"], ...}          the same for a list of orders (with "order", a
+                                                        delivery must match both)
   GET  /_control                                        the current behaviour
   GET  /_control/deliveries                             everything recorded, as a JSON list
 
@@ -74,16 +76,20 @@ class State:
         self.lock = threading.Lock()
         self.deliveries = []
         self.mode = {"mode": "ok"}
+        self.orders = None  # the set of mode["orders"]
 
     def set_mode(self, mode):
         with self.lock:
             self.mode = dict(mode)
+            self.orders = set(mode["orders"]) if "orders" in mode else None  # hundreds of them
 
     def next_answer(self, order):
         """(status, retry_after, hang) for the next delivery; counts down "count"."""
         with self.lock:
             m = self.mode
             if "order" in m and m["order"] != order:
+                return 204, None, 0
+            if self.orders is not None and order not in self.orders:
                 return 204, None, 0
             hang = float(m.get("hang", 0))
             if m.get("mode", "ok") != "status":
@@ -92,7 +98,7 @@ class State:
             if "count" in m:
                 m["count"] = int(m["count"]) - 1
                 if m["count"] <= 0:
-                    self.mode = {"mode": "ok"}
+                    self.mode, self.orders = {"mode": "ok"}, None
             return status, retry_after, hang
 
     def record(self, entry):
@@ -142,6 +148,8 @@ class Handler(BaseHTTPRequestHandler):
                 mode = json.loads(body)
                 if not isinstance(mode, dict) or mode.get("mode", "ok") not in ("ok", "status"):
                     raise ValueError("bad mode")
+                if not isinstance(mode.get("orders", []), list):
+                    raise ValueError("orders is not a list")
             except ValueError as e:
                 self.reply(400, {"error": str(e)})
                 return
