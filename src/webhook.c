@@ -312,6 +312,7 @@ static Row *row_free(Row *row) {
         free(row->ev.customer_id);
         free(row->ev.order_id);
         free(row->ev.body);
+        free(row->ev.summary);
         free(row->last_error);
         free(row);
         return NULL;
