@@ -3,12 +3,17 @@
  *
  * Every configured webhook is an Endpoint with its own queue in the store. An endpoint keeps a
  * bounded window of queue rows in memory, and only rows that may be attempted: the oldest queued
- * event of each order (its "head"). A later event of an order whose head is in the window is
- * skipped while paging (only counted in the order's OrderTrack) and fetched again from the store
- * when the head is gone, so an order stuck on retries holds one slot, never the whole window, and
- * events of one order go out strictly one after the other.
+ * event of each order (its "head"). A later event of an order whose head is known is skipped while
+ * paging (only counted in the order's OrderTrack) and fetched again from the store when the head
+ * is gone, so events of one order go out strictly one after the other.
  *
- * The paging cursor: every queue row with seq <= cursor is either in the window or counted as
+ * A head that waits for a retry is "parked": it leaves the window, and its track keeps only its
+ * seq, attempt count and due time, in a heap by due time; when due, the row is read again from the
+ * store. So the window holds only events that are due (or in flight), and orders whose events keep
+ * failing, however many, never hold back the events of another order; memory stays bounded by the
+ * window plus one small entry per order with a parked head.
+ *
+ * The paging cursor: every queue row with seq <= cursor is in the window, parked, or counted as
  * skipped by its order's track. Rows beyond the cursor are read when the window has room. */
 #include <fnmatch.h>
 #include <inttypes.h>
@@ -24,6 +29,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "parse-util.h"
+#include "scheduler.h"
 #include "strv.h"
 #include "webhook.h"
 #include "webhook-format.h"
@@ -31,6 +37,7 @@
 #define WINDOW_MAX 256u /* queue rows in memory per endpoint */
 #define QUEUE_PAGE_SIZE 256u
 #define QUEUE_PAGE_MIN 16u /* pages are sized to what is wanted: every row read is copied, body and all */
+#define FILL_SCAN_MAX 1024u /* queue rows read per turn of the loop when filling: the rest in the next turn */
 #define CONCURRENCY_MAX 4u /* requests in flight per endpoint */
 #define STORE_RETRY_USEC (5 * USEC_PER_SEC)
 #define RESPONSE_MAX_BODY (64u * 1024u) /* receivers' answers are not used */
@@ -41,7 +48,7 @@ typedef struct OrderTrack OrderTrack;
 typedef struct Row Row;
 
 typedef enum RowState {
-        ROW_WAITING,   /* due at ev.next_attempt_usec */
+        ROW_WAITING,   /* due at ev.next_attempt_usec (when it could not be parked, a time to come) */
         ROW_IN_FLIGHT,
         ROW_DELIVERED, /* delivered, but the store could not record it yet: retried */
         ROW_DEAD,      /* given up, but the store could not record it yet: retried */
@@ -57,12 +64,18 @@ struct Row {
         Row *prev, *next;     /* the window, by seq */
 };
 
-/* Exists while the order has a head in the window or skipped rows in the store. */
+/* Exists while the order has a head in the window, a parked head or skipped rows in the store. */
 struct OrderTrack {
         char *customer_id;
         char *order_id;
         Row *head;
-        size_t n_skipped;   /* queue rows of this order with seq <= cursor that are not in the window */
+        /* Or, while the head waits for a retry, only this: parked.due is when (realtime), and
+         * parked is in the endpoint's heap. The in-memory schedule wins over the store's, whose
+         * update may have failed. */
+        HeapItem parked;
+        int64_t parked_seq;
+        unsigned parked_attempts;
+        size_t n_skipped;   /* queue rows of this order with seq <= cursor, neither head nor parked */
         int64_t scan_after; /* they all have a seq above this */
 };
 
@@ -84,10 +97,12 @@ struct Endpoint {
         size_t n_rows, n_in_flight;
 
         Hashmap *tracks; /* OrderTrack by customer and order id */
+        Heap parked;     /* OrderTrack.parked, by due time */
         bool orphans; /* some track lost its head and could not fetch the next row yet */
 
         int64_t cursor;
-        bool at_end; /* nothing beyond cursor at the last look; cleared by kicks */
+        bool at_end;    /* nothing beyond cursor at the last look; cleared by kicks */
+        bool fill_more; /* reading beyond cursor stopped at FILL_SCAN_MAX rows with room left */
 
         bool disabled; /* answered 410 Gone; until a reload */
         bool store_failing;
@@ -284,6 +299,7 @@ static int track_add(Endpoint *e, const char *customer_id, const char *order_id,
         OrderTrack *t = calloc(1, sizeof *t);
         if (!t)
                 return -ENOMEM;
+        t->parked.heap_pos = SIZE_MAX;
         t->customer_id = strdup(customer_id);
         t->order_id = strdup(order_id);
         if (!t->customer_id || !t->order_id || hashmap_put(e->tracks, t, t) < 0) {
@@ -294,9 +310,13 @@ static int track_add(Endpoint *e, const char *customer_id, const char *order_id,
         return 0;
 }
 
+static bool track_parked(const OrderTrack *t) {
+        return heap_item_queued(&t->parked);
+}
+
 /* Drops the track once it has nothing left to remember. */
 static void track_release(Endpoint *e, OrderTrack *t) {
-        if (t->head || t->n_skipped > 0)
+        if (t->head || track_parked(t) || t->n_skipped > 0)
                 return;
         (void) hashmap_remove(e->tracks, t);
         track_free(t);
@@ -363,12 +383,49 @@ static int window_admit(Endpoint *e, OrderTrack *t, QueuedEvent *q) {
         return 0;
 }
 
-/* Reads the queue beyond the cursor while the window has room. */
+/* The head of t (not in the window) waits until due. -ENOMEM. */
+static int track_park(Endpoint *e, OrderTrack *t, int64_t seq, unsigned attempts, uint64_t due) {
+        t->parked_seq = seq;
+        t->parked_attempts = attempts;
+        t->parked.due = due;
+        return heap_push(&e->parked, &t->parked);
+}
+
+/* Takes the page entry *q as the head of track t: into the window when it is due, else parked (its
+ * strings stay in *q). */
+static int track_take_head(Endpoint *e, OrderTrack *t, QueuedEvent *q, uint64_t now) {
+        if (q->next_attempt_usec > now && track_park(e, t, q->seq, q->attempts, q->next_attempt_usec) >= 0)
+                return 0;
+        return window_admit(e, t, q); /* also without memory for parking: it waits in the window */
+}
+
+/* The head in the window waits for a retry: it leaves the window, so that its slot goes to events that
+ * are due. Without memory for that, it stays. */
+static void row_park(Endpoint *e, Row *row) {
+        OrderTrack *t = row->track;
+
+        if (row->ev.next_attempt_usec <= now_realtime_usec() ||
+            track_park(e, t, row->ev.seq, row->ev.attempts, row->ev.next_attempt_usec) < 0)
+                return;
+        window_remove(e, row);
+        t->head = NULL;
+        row_free(row);
+}
+
+/* Reads the queue beyond the cursor while the window has room, up to FILL_SCAN_MAX rows: a queue of
+ * orders that all wait for retries is read in several turns of the loop. */
 static int endpoint_fill(Endpoint *e) {
         Store *store = e->webhooks->store;
+        uint64_t now = now_realtime_usec();
+        size_t scanned = 0;
         int r = 0;
 
+        e->fill_more = false;
         while (r >= 0 && !e->at_end && e->n_rows < WINDOW_MAX) {
+                if (scanned >= FILL_SCAN_MAX) {
+                        e->fill_more = true;
+                        break;
+                }
                 QueuedEvent *page = NULL;
                 size_t n = 0, i;
                 /* after a delivery there is room for one row: a whole page would be read and copied
@@ -378,6 +435,7 @@ static int endpoint_fill(Endpoint *e) {
                 r = store_queue_list(store, e->name, e->cursor, limit, &page, &n);
                 if (r < 0)
                         return r;
+                scanned += n;
                 for (i = 0; i < n && e->n_rows < WINDOW_MAX; i++) {
                         QueuedEvent *q = &page[i];
                         int64_t seq = q->seq; /* *q moves into the window */
@@ -389,7 +447,7 @@ static int endpoint_fill(Endpoint *e) {
                         } else {
                                 r = track_add(e, q->customer_id, q->order_id, &t);
                                 if (r >= 0) {
-                                        r = window_admit(e, t, q);
+                                        r = track_take_head(e, t, q, now);
                                         if (r < 0)
                                                 track_release(e, t);
                                 }
@@ -410,8 +468,9 @@ static int endpoint_fill(Endpoint *e) {
 static int endpoint_scan_order(Endpoint *e, OrderTrack *t) {
         Store *store = e->webhooks->store;
         size_t limit = QUEUE_PAGE_MIN; /* the next event of an order is often close: growing pages */
+        uint64_t now = now_realtime_usec();
 
-        while (!t->head && t->n_skipped > 0) {
+        while (!t->head && !track_parked(t) && t->n_skipped > 0) {
                 QueuedEvent *page = NULL;
                 size_t n = 0;
                 int r;
@@ -429,19 +488,20 @@ static int endpoint_scan_order(Endpoint *e, OrderTrack *t) {
                                 break;
                         }
                         if (streq(q->order_id, t->order_id) && streq(q->customer_id, t->customer_id)) {
-                                r = window_admit(e, t, q);
+                                int64_t seq = q->seq; /* *q may move into the window */
+                                r = track_take_head(e, t, q, now);
                                 if (r < 0) {
                                         queued_events_free(page, n);
                                         return r;
                                 }
                                 t->n_skipped--;
-                                t->scan_after = t->head->ev.seq;
+                                t->scan_after = seq;
                                 break;
                         }
                         t->scan_after = q->seq;
                 }
                 queued_events_free(page, n);
-                if (!t->head && end)
+                if (!t->head && !track_parked(t) && end)
                         t->n_skipped = 0; /* gone from the store meanwhile */
         }
         return 0;
@@ -457,7 +517,7 @@ static int endpoint_scan_orphans(Endpoint *e) {
         size_t n = 0, it = 0;
         void *v;
         while (hashmap_iterate(e->tracks, &it, &v, NULL))
-                if (!((OrderTrack *) v)->head)
+                if (!((OrderTrack *) v)->head && !track_parked(v))
                         orphans[n++] = v;
         for (size_t i = 0; i < n; i++) {
                 int r = endpoint_scan_order(e, orphans[i]);
@@ -466,6 +526,43 @@ static int endpoint_scan_orphans(Endpoint *e) {
                 track_release(e, orphans[i]);
         }
         e->orphans = false;
+        return 0;
+}
+
+/* Brings parked heads whose retry is due back into the window while it has room, read again from
+ * the store. */
+static int endpoint_unpark(Endpoint *e) {
+        Store *store = e->webhooks->store;
+        uint64_t now = now_realtime_usec();
+        HeapItem *it;
+
+        while (e->n_rows < WINDOW_MAX && (it = heap_peek(&e->parked)) && it->due <= now) {
+                OrderTrack *t = container_of(it, OrderTrack, parked);
+                QueuedEvent *page = NULL;
+                size_t n = 0;
+
+                int r = store_queue_list(store, e->name, t->parked_seq - 1, 1, &page, &n);
+                if (r < 0)
+                        return r; /* stays parked */
+                if (n == 1 && page[0].seq == t->parked_seq) {
+                        page[0].attempts = t->parked_attempts;
+                        page[0].next_attempt_usec = it->due;
+                        r = window_admit(e, t, &page[0]);
+                        if (r >= 0)
+                                heap_remove(&e->parked, it);
+                } else {
+                        /* gone from the store meanwhile: the order's next event takes its place */
+                        heap_remove(&e->parked, it);
+                        r = endpoint_scan_order(e, t);
+                        if (r >= 0)
+                                track_release(e, t);
+                        else
+                                e->orphans = true;
+                }
+                queued_events_free(page, n);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -667,10 +764,13 @@ static void row_failed(Endpoint *e, Row *row, const HttpResponse *resp) {
                 /* not queued any more: forget it */
                 row->state = ROW_DELIVERED;
                 endpoint_finish_row(e, row);
-        } else if (r < 0)
+                return;
+        }
+        if (r < 0)
                 /* the in-memory schedule goes on; only the attempt count may be lost */
                 log_warning_errno(r, "Webhook '%s': cannot save the retry schedule of event %s: %s",
                                   e->name, row->ev.event_id, store_error(e->webhooks->store));
+        row_park(e, row);
 }
 
 static void endpoint_gone(Endpoint *e, Row *row) {
@@ -819,6 +919,14 @@ static void endpoint_arm_timer(Endpoint *e) {
                         for (Row *row = e->rows_head; row; row = row->next)
                                 if (row->state == ROW_WAITING && row->ev.next_attempt_usec < next)
                                         next = row->ev.next_attempt_usec;
+                /* with the window full, a row that leaves it runs the endpoint again */
+                if (!endpoint_paused(e) && e->n_rows < WINDOW_MAX) {
+                        HeapItem *parked = heap_peek(&e->parked);
+                        if (parked && parked->due < next)
+                                next = parked->due;
+                        if (e->fill_more)
+                                next = 0;
+                }
                 if (e->store_failing && e->store_retry_usec != 0 && e->store_retry_usec < next)
                         next = e->store_retry_usec;
         }
@@ -833,7 +941,10 @@ static void endpoint_arm_timer(Endpoint *e) {
 
 static void endpoint_run(Endpoint *e) {
         if (!e->webhooks->stopped && !e->store_failing) {
-                int r = endpoint_fill(e);
+                /* parked rows first: they are older than any row beyond the cursor */
+                int r = endpoint_unpark(e);
+                if (r >= 0)
+                        r = endpoint_fill(e);
                 if (r < 0)
                         endpoint_store_failed(e, r, "read the queue");
         }
@@ -849,6 +960,11 @@ static size_t endpoint_due(Endpoint *e, uint64_t until) {
         for (Row *row = e->rows_head; row; row = row->next)
                 if (row->state == ROW_WAITING && row->ev.next_attempt_usec <= until)
                         n++;
+        for (size_t i = 0; i < e->parked.n; i++)
+                if (e->parked.items[i]->due <= until)
+                        n++;
+        if (e->fill_more)
+                n++; /* the queue beyond the cursor may hold due events */
         return n;
 }
 
@@ -916,6 +1032,7 @@ static void endpoint_free(Endpoint *e) {
         e->n_rows = e->n_in_flight = 0;
         size_t it = 0;
         void *t;
+        heap_done(&e->parked);
         while (hashmap_iterate(e->tracks, &it, &t, NULL))
                 track_free(t);
         e->tracks = hashmap_free(e->tracks);
