@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "http-syntax.h"
 #include "secrets.h"
 #include "webhook.h"
 
@@ -414,7 +415,7 @@ static void test_value_errors(void **state) {
                  "provwatch.conf:5: [partner-center] endpoint: \"ftp://x\" is not "
                  "an http:// or https:// URL with a host (and without query or fragment)"},
                 {"[partner-center]\nendpoint = https://h/?q",
-                 "provwatch.conf:5: [partner-center] endpoint: \"https://h/?q\" "
+                 "provwatch.conf:5: [partner-center] endpoint: \"https://h/?...\" "
                  "is not an http:// or https:// URL with a host (and without "
                  "query or fragment)"},
                 {"[webhook]\nurl = https://user:hunter2@/x",
@@ -881,6 +882,49 @@ static void test_skip_secrets(void **state) {
         free(e);
 }
 
+/* ---- webhook URLs ---- */
+
+#define TEAMS_SIG "TOPSECRETsig0123456789abcdefghijklmnopqrstu"
+/* 253 characters: too long for a configuration line */
+#define TEAMS_URL                                                                                            \
+        "https://prod-12.westus.logic.azure.com:443/workflows/0123456789abcdef0123456789abcdef/triggers/"  \
+        "manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=" TEAMS_SIG
+#define SLACK_URL "https://hooks.slack.com/services/T00000000/B00000000/TOPSECRETxxxxxxxxxxxxxxx"
+
+static void test_url_mask(void **state) {
+        static const struct {
+                const char *url, *masked;
+        } table[] = {
+                {"https://hooks.example.com/provwatch", "https://hooks.example.com/provwatch"},
+                {"http://127.0.0.1:8080/hook", "http://127.0.0.1:8080/hook"},
+                {"https://h/api/v1/webhooks/events", "https://h/api/v1/webhooks/events"},
+                {"https://user:hunter2@h/x", "https://user:***@h/x"},
+                {"https://user:@h/x", "https://user:***@h/x"},
+                {"https://TOPSECRET123@h/x", "https://...@h/x"},
+                {SLACK_URL, "https://hooks.slack.com/services/.../.../..."},
+                {TEAMS_URL, "https://prod-12.westus.logic.azure.com:443/workflows/.../triggers/manual/paths/invoke?..."},
+                {"https://h/hook?token=abc#frag", "https://h/hook?...#..."},
+                {"https://h/hook?", "https://h/hook?"},
+                {"https://h/hook#x", "https://h/hook#..."},
+                {"https://h/abcdefghijklmnopq", "https://h/..."}, /* long */
+                {"https://h/Hook/AbCdEfGh", "https://h/Hook/..."},  /* mixed case */
+                {"https://h/a1b2", "https://h/..."},                 /* letters and digits */
+                {"https://h//x/", "https://h//x/"},
+                {"https://h", "https://h"},
+                {"", ""},
+                {"not a url", "not a url"},
+                {"hooks.slack.com/services/T0AB1/B0CD2/secret123", "hooks.slack.com/services/.../.../..."},
+                {"https://[::1]:99/x?y", "https://[::1]:99/x?..."},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                char *m = url_mask(table[i].url);
+                assert_non_null(m);
+                if (!streq(m, table[i].masked))
+                        fail_msg("url_mask(\"%s\") = \"%s\", not \"%s\"", table[i].url, m, table[i].masked);
+                free(m);
+        }
+}
+
 static char *fixture_string(const char *file, const char *key) {
         char *path = strdup_printf("%s/%s", fixtures, file), *data = NULL;
         if (read_full_file(path, 1 << 20, &data, NULL) < 0)
@@ -1329,6 +1373,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_world_readable_secret, setup),
                 cmocka_unit_test_setup(test_credentials_directory, setup),
                 cmocka_unit_test_setup(test_skip_secrets, setup),
+                cmocka_unit_test_setup(test_url_mask, setup),
                 cmocka_unit_test_setup(test_webhook_secret_decode, setup),
                 cmocka_unit_test_setup(test_orders_dir, setup),
                 cmocka_unit_test_setup(test_tenant_substitution, setup),
