@@ -592,7 +592,7 @@ static size_t endpoint_due(Endpoint *e, uint64_t until) {
 /* ---- life cycle ---- */
 
 static void endpoint_config_clear(Endpoint *e) {
-        free(e->url);
+        erase_and_free_string(e->url); /* Teams' and Slack's hold their credential */
         erase_and_free(e->secret, e->secret_size);
         strv_free_erase(e->headers); /* may hold bearer tokens */
         free(e->ca_file);
