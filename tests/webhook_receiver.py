@@ -6,13 +6,13 @@ Every POST (other than /_control) is verified as a Standard Webhooks 1.0 deliver
 structured mode and recorded as one JSON line in --log:
 
   {"id", "timestamp", "signature_ok", "type", "subject", "order", "body", "received", "mono",
-   "headers", "answered", "problems"}
+   "path", "headers", "answered", "problems"}
 
 "signature_ok" is null when no secret was given. "problems" lists what else was wrong (empty when
 all is well); "answered" is the HTTP status sent back. "received" is the Unix time of the answer
 (after any hang); "mono" the CLOCK_MONOTONIC time (time.monotonic(), system-wide) at which the
-request had been read, for latencies measured against other processes; "headers" the request
-headers, {name: value}.
+request had been read, for latencies measured against other processes; "path" the request target
+(path and query: any path but /_control is a delivery); "headers" the request headers, {name: value}.
 
 Control, at run time:
   POST /_control {"mode": "ok"}                         answer 204 (the default)
@@ -210,6 +210,7 @@ class Handler(BaseHTTPRequestHandler):
             "body": event,
             "received": time.time(),
             "mono": mono,
+            "path": self.path,
             "headers": dict(h.items()),
             "answered": status,
             "problems": problems,
