@@ -97,10 +97,13 @@ void config_print_summary(const Config *c, FILE *out) {
 
         for (size_t i = 0; i < c->n_webhooks; i++) {
                 const WebhookConfig *w = c->webhooks + i;
-                _cleanup_free_ char *url = w->url ? url_mask_password(w->url) : NULL;
+                _cleanup_free_ char *url = w->url ? url_mask(w->url) : NULL;
 
                 fprintf(out, "\n[webhook %s]\n", w->name);
-                fprintf(out, "  url:                 %s\n", url ? url : "(not set)");
+                fprintf(out, "  url:                 %s", url ? url : "(not set)");
+                if (w->url_origin)
+                        fprintf(out, " (from %s)", w->url_origin);
+                fputc('\n', out);
                 fprintf(out, "  events:              ");
                 print_list(out, w->events, "*");
                 fputc('\n', out);

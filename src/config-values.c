@@ -50,7 +50,7 @@ static int set_url(char **field, const char *v, bool endpoint, char **ret_error)
         char buf[ESCAPE_BUF];
 
         if (!url_is_valid(v, endpoint)) {
-                _cleanup_free_ char *masked = url_mask_password(v);
+                _cleanup_free_ char *masked = url_mask(v);
                 if (!masked)
                         return -ENOMEM;
                 return value_error(ret_error, "%s is not an http:// or https:// URL with a host%s",

@@ -12,6 +12,7 @@
 #include "conf-parser.h"
 #include "config-values.h"
 #include "config.h"
+#include "http-syntax.h"
 #include "message-list.h"
 #include "parse-util.h"
 #include "secrets.h"
@@ -52,7 +53,7 @@ static const char *const section_names[_SECTION_MAX] = {
         [SECTION_METRICS] = "metrics",
 };
 
-/* A *-file key of a secret: the path is kept here until the secret is loaded. */
+/* A *-file key of a secret (a webhook's url-file too): the path is kept here until it is loaded. */
 typedef struct Setting {
         char *value;
         unsigned line;
@@ -68,6 +69,7 @@ typedef struct WebhookMeta {
         bool plain;  /* written as [webhook] */
         unsigned section_line;
         Setting secret_file;
+        Setting url_file;
         unsigned seen[KEYS_MAX]; /* line where each key was first set */
         bool invalid[KEYS_MAX];  /* a bad value was reported: no "is required" on top */
 } WebhookMeta;
@@ -116,6 +118,7 @@ static const KeyDef key_table[] = {
         {SECTION_JOURNAL, "enabled", VALUE_JOURNAL, offsetof(Config, journal)},
 
         {SECTION_WEBHOOK, "url", VALUE_URL, offsetof(WebhookConfig, url)},
+        {SECTION_WEBHOOK, "url-file", VALUE_SECRET_FILE, offsetof(WebhookMeta, url_file)},
         {SECTION_WEBHOOK, "secret-file", VALUE_SECRET_FILE, offsetof(WebhookMeta, secret_file)},
         {SECTION_WEBHOOK, "events", VALUE_EVENTS, offsetof(WebhookConfig, events)},
         {SECTION_WEBHOOK, "format", VALUE_WEBHOOK_FORMAT, offsetof(WebhookConfig, format)},
@@ -184,7 +187,8 @@ static bool webhook_name_is_valid(const char *s) {
 
 static void webhook_config_done(WebhookConfig *w) {
         free(w->name);
-        free(w->url);
+        erase_and_free_string(w->url);
+        free(w->url_origin);
         erase_and_free(w->secret, w->secret_size);
         free(w->secret_origin);
         strv_free(w->events);
@@ -279,6 +283,7 @@ static void parser_done(ConfigParser *p) {
                 for (size_t i = 0; i < p->config->n_webhooks; i++) {
                         free(p->meta[i].label);
                         free(p->meta[i].secret_file.value);
+                        free(p->meta[i].url_file.value);
                 }
         free(p->meta);
         free(p->secret_files.client_secret.value);
@@ -396,7 +401,10 @@ static int on_syntax_error(void *userdata, unsigned line, ConfSyntaxError error)
 
         if (error == CONF_SECTION_UNCLOSED || error == CONF_SECTION_TRAILING_TEXT)
                 p->section = SECTION_IGNORE; /* its keys would only add errors */
-        parser_error(p, line, "%s:%u: %s", p->path, line, conf_syntax_error_to_string(error));
+        /* a Teams Workflows URL is 220 to 300 characters */
+        bool url_hint = error == CONF_LINE_TOO_LONG && p->section == SECTION_WEBHOOK;
+        parser_error(p, line, "%s:%u: %s%s", p->path, line, conf_syntax_error_to_string(error),
+                     url_hint ? " (a webhook's URL: url-file = PATH)" : "");
         return 0;
 }
 
@@ -574,9 +582,10 @@ _printf_(3, 4) static void section_error(ConfigParser *p, size_t webhook_or_sect
 }
 
 /* Returns 1 when loaded, 0 when neither the credential nor the file is there, -EINVAL when a
- * problem was reported, -ENOMEM. */
+ * problem was reported, -ENOMEM. ret_from_credential may be NULL. */
 static int load_secret(ConfigParser *p, const char *credential, const Setting *file, const char *label,
-                       const char *key, SecretKind kind, char **ret, size_t *ret_size, char **ret_origin) {
+                       const char *key, SecretKind kind, char **ret, size_t *ret_size, char **ret_origin,
+                       bool *ret_from_credential) {
         _cleanup_free_ char *error = NULL;
         Secret secret = {};
 
@@ -594,6 +603,8 @@ static int load_secret(ConfigParser *p, const char *credential, const Setting *f
         if (ret_size)
                 *ret_size = secret.size;
         *ret_origin = secret.origin;
+        if (ret_from_credential)
+                *ret_from_credential = secret.from_credential;
         return 1;
 }
 
@@ -660,7 +671,7 @@ static int check_partner_center(ConfigParser *p) {
 
         r = load_secret(p, "client-secret", &p->secret_files.client_secret, "partner-center",
                         "client-secret-file", SECRET_TEXT, &c->client_secret, NULL,
-                        &c->client_secret_origin);
+                        &c->client_secret_origin, NULL);
         if (r == -ENOMEM)
                 return r;
         if (r == 0 && !p->invalid[key_index(SECTION_PARTNER_CENTER, "client-secret-file")])
@@ -672,7 +683,7 @@ static int check_partner_center(ConfigParser *p) {
         if (c->auth == AUTH_REFRESH_TOKEN) {
                 r = load_secret(p, "refresh-token", &p->secret_files.refresh_token, "partner-center",
                                 "refresh-token-file", SECRET_TEXT, &c->refresh_token, NULL,
-                                &c->refresh_token_origin);
+                                &c->refresh_token_origin, NULL);
                 if (r == -ENOMEM)
                         return r;
                 if (r == 0 && !p->invalid[key_index(SECTION_PARTNER_CENTER, "refresh-token-file")])
@@ -687,6 +698,67 @@ static int check_partner_center(ConfigParser *p) {
         return 0;
 }
 
+/* A webhook's URL comes from exactly one of: the credential "webhook-url" ("webhook-NAME-url"), the
+ * first line of url-file, url. Long URLs do not fit on a configuration line, and those of Teams and
+ * Slack hold their credential: the first two are read like secrets. */
+static int load_webhook_url(ConfigParser *p, size_t i) {
+        WebhookConfig *w = p->config->webhooks + i;
+        WebhookMeta *m = p->meta + i;
+        size_t url_key = key_index(SECTION_WEBHOOK, "url"), file_key = key_index(SECTION_WEBHOOK, "url-file");
+        bool url_given = w->url || m->invalid[url_key], file_given = m->url_file.value || m->invalid[file_key];
+        char buf[ESCAPE_BUF];
+        int r;
+
+        if (url_given && file_given) {
+                parser_error(p, m->seen[file_key],
+                             "%s:%u: [%s] url-file: the URL is also given by url (%s:%u); give it in one place only",
+                             p->path, m->seen[file_key], m->label, p->path, m->seen[url_key]);
+                return 0;
+        }
+        if (p->flags & CONFIG_SKIP_SECRETS)
+                return 0; /* it may be a credential, which only the service can read */
+
+        _cleanup_free_ char *credential =
+                m->plain ? strdup("webhook-url") : strdup_printf("webhook-%s-url", w->name);
+        if (!credential)
+                return -ENOMEM;
+        _cleanup_free_ char *origin = NULL;
+        char *url = NULL;
+        bool from_credential = false;
+        r = load_secret(p, credential, &m->url_file, m->label, "url-file", SECRET_FIRST_LINE, &url, NULL, &origin,
+                        &from_credential);
+        if (r == 0 && !url_given && !file_given)
+                section_error(p, _SECTION_MAX + i, "url or url-file (or the credential \"%s\") is required",
+                              credential);
+        if (r <= 0)
+                return r == -ENOMEM ? r : 0;
+
+        if (from_credential && (url_given || file_given)) {
+                size_t key = url_given ? url_key : file_key;
+                parser_error(p, m->seen[key],
+                             "%s:%u: [%s] %s: the URL is also given by the credential \"%s\"; give it in one place "
+                             "only",
+                             p->path, m->seen[key], m->label, key_table[key].name, credential);
+        } else if (!url_is_valid(url, false)) {
+                /* never quoted: it may hold a credential */
+                if (from_credential)
+                        parser_error(p, MESSAGE_NO_LINE,
+                                     "%s: credential %s: not an http:// or https:// URL with a host", p->path,
+                                     credential);
+                else
+                        parser_error(p, m->url_file.line,
+                                     "%s:%u: [%s] url-file: %s does not hold an http:// or https:// URL with a host",
+                                     p->path, m->url_file.line, m->label,
+                                     escape_message(buf, m->url_file.value, true));
+        } else {
+                w->url = url;
+                w->url_origin = TAKE_PTR(origin);
+                return 0;
+        }
+        erase_and_free_string(url);
+        return 0;
+}
+
 static int check_webhooks(ConfigParser *p) {
         Config *c = p->config;
 
@@ -694,8 +766,9 @@ static int check_webhooks(ConfigParser *p) {
                 WebhookConfig *w = c->webhooks + i;
                 WebhookMeta *m = p->meta + i;
 
-                if (!w->url && !m->invalid[key_index(SECTION_WEBHOOK, "url")])
-                        section_error(p, _SECTION_MAX + i, "url is required");
+                int r = load_webhook_url(p, i);
+                if (r < 0)
+                        return r;
                 if (!w->events || !w->events[0]) {
                         w->events = strv_free(w->events);
                         if (strv_consume(&w->events, strdup("*")) < 0)
@@ -714,8 +787,8 @@ static int check_webhooks(ConfigParser *p) {
                         m->plain ? strdup("webhook-secret") : strdup_printf("webhook-%s-secret", w->name);
                 if (!credential)
                         return -ENOMEM;
-                int r = load_secret(p, credential, &m->secret_file, m->label, "secret-file", SECRET_WEBHOOK,
-                                    &w->secret, &w->secret_size, &w->secret_origin);
+                r = load_secret(p, credential, &m->secret_file, m->label, "secret-file", SECRET_WEBHOOK,
+                                    &w->secret, &w->secret_size, &w->secret_origin, NULL);
                 if (r == -ENOMEM)
                         return r;
         }

@@ -26,7 +26,8 @@ typedef enum JournalMode {
 
 typedef struct WebhookConfig {
         char *name;          /* "default" for the plain [webhook] section (so [webhook default] is a duplicate) */
-        char *url;
+        char *url;           /* may hold a credential (Teams' sig=, Slack's last segment): print url_mask() */
+        char *url_origin;    /* "credential webhook-NAME-url" or the url-file path; NULL for url = */
         char *secret;        /* key bytes (whsec_ decoded, or raw); NULL if none */
         size_t secret_size;
         char *secret_origin; /* "credential webhook-NAME-secret" or the file path; never the secret */

@@ -1,25 +1,77 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "http-syntax.h"
 #include "string-util.h"
 
-char *url_mask_password(const char *url) {
-        const char *s = strstr(url, "://");
-        if (!s)
-                return strdup(url);
-        s += 3;
-        size_t authority = strcspn(s, "/?#");
-        const char *at = NULL;
-        for (const char *p = s; p < s + authority; p++)
-                if (*p == '@')
-                        at = p;
-        const char *colon = at ? memchr(s, ':', (size_t) (at - s)) : NULL;
-        if (!colon)
-                return strdup(url);
-        return strdup_printf("%.*s***%s", (int) (colon + 1 - url), url, at);
+/* ASCII, as escape_message() shortens: messages escape anything else */
+#define MASK "..."
+
+/* Random-looking text: long, or letters mixed with digits, or mixed case. Words such as "hooks",
+ * "services", "v1", "invoke" or "provwatch" are not. */
+static bool looks_like_token(const char *s, size_t n) {
+        bool digit = false, lower = false, upper = false;
+
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char) s[i];
+                digit = digit || isdigit(ch);
+                lower = lower || islower(ch);
+                upper = upper || isupper(ch);
+        }
+        return n >= 16 || (n >= 4 && digit && (lower || upper)) || (n >= 8 && lower && upper);
+}
+
+static char *append(char *o, const char *s, size_t n) {
+        memcpy(o, s, n);
+        return o + n;
+}
+
+char *url_mask(const char *url) {
+        /* a masked part is never longer than what it replaces, but for ":***", "?..." and "#..." */
+        char *out = malloc(strlen(url) + 16), *o = out;
+        const char *p = url, *scheme = strstr(url, "://");
+
+        if (!out)
+                return NULL;
+        if (scheme) {
+                o = append(o, url, (size_t) (scheme + 3 - url));
+                p = scheme + 3;
+                size_t authority = strcspn(p, "/?#");
+                const char *at = NULL;
+                for (const char *q = p; q < p + authority; q++)
+                        if (*q == '@')
+                                at = q;
+                if (at) {
+                        const char *colon = memchr(p, ':', (size_t) (at - p));
+                        size_t user = (size_t) ((colon ? colon : at) - p);
+                        o = looks_like_token(p, user) ? append(o, MASK, strlen(MASK)) : append(o, p, user);
+                        if (colon)
+                                o = append(o, ":***", 4);
+                        o = append(o, "@", 1);
+                        authority -= (size_t) (at + 1 - p);
+                        p = at + 1;
+                }
+                o = append(o, p, authority);
+                p += authority;
+        }
+        while (*p && *p != '?' && *p != '#') {
+                size_t n = *p == '/' ? 1 : strcspn(p, "/?#");
+                o = n > 1 && looks_like_token(p, n) ? append(o, MASK, strlen(MASK)) : append(o, p, n);
+                p += n;
+        }
+        if (*p == '?') {
+                o = append(o, "?", 1);
+                if (p[1] && p[1] != '#')
+                        o = append(o, MASK, strlen(MASK));
+                p += 1 + strcspn(p + 1, "#");
+        }
+        if (*p == '#')
+                o = append(o, "#" MASK, 1 + strlen(MASK));
+        *o = 0;
+        return out;
 }
 
 bool url_is_valid(const char *url, bool no_query) {

@@ -113,6 +113,27 @@ static int read_secret_file(const char *path, bool check_type, mode_t *ret_mode,
         return 0;
 }
 
+/* Cuts data (NUL-terminated, size bytes) to its first line without the white space around it; what
+ * is cut is wiped. Returns the new size. */
+static size_t keep_first_line(char *data, size_t size) {
+        const char *nl = memchr(data, '\n', size);
+        if (nl) {
+                size_t line = (size_t) (nl - data);
+                explicit_bzero(data + line, size - line);
+                size = line;
+        }
+        /* white space around a value is a copy-and-paste accident */
+        while (size > 0 && (data[size - 1] == ' ' || data[size - 1] == '\t' || data[size - 1] == '\r'))
+                data[--size] = 0;
+        size_t lead = strspn(data, " \t");
+        if (lead > 0) {
+                memmove(data, data + lead, size - lead + 1);
+                explicit_bzero(data + size - lead + 1, lead);
+                size -= lead;
+        }
+        return size;
+}
+
 /* Checks and converts what was read (data is consumed). */
 static int secret_parse(char *data, size_t size, SecretKind kind, const char *path, Secret *ret, char **ret_error) {
         char buf[ESCAPE_BUF];
@@ -136,6 +157,8 @@ static int secret_parse(char *data, size_t size, SecretKind kind, const char *pa
                         return 0;
                 }
         } else {
+                if (kind == SECRET_FIRST_LINE)
+                        size = keep_first_line(data, size);
                 if (size > 0 && data[size - 1] == '\n') {
                         data[--size] = 0;
                         if (size > 0 && data[size - 1] == '\r')
@@ -146,7 +169,12 @@ static int secret_parse(char *data, size_t size, SecretKind kind, const char *pa
                         if ((unsigned char) data[i] < 0x20 || (unsigned char) data[i] == 0x7f)
                                 bad = true;
                 if (size == 0 || bad) {
-                        problem = size == 0 ? "is empty" : "holds more than one line or control characters";
+                        if (size == 0)
+                                problem = "is empty";
+                        else if (kind == SECRET_FIRST_LINE)
+                                problem = "holds control characters in its first line";
+                        else
+                                problem = "holds more than one line or control characters";
                         erase_and_free(data, size);
                 } else {
                         ret->data = data;

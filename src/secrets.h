@@ -4,12 +4,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Secrets (client secret, refresh token, webhook keys): read from a systemd credential or a file,
- * checked, never printed, wiped when freed. */
+/* Secrets (client secret, refresh token, webhook keys and URLs): read from a systemd credential or a
+ * file, checked, never printed, wiped when freed. */
 
 typedef enum SecretKind {
         SECRET_TEXT,    /* one line of printable characters (a trailing newline is not part of it) */
         SECRET_WEBHOOK, /* a Standard Webhooks key: see webhook_secret_decode() */
+        SECRET_FIRST_LINE, /* the first line, white space around it stripped; what follows is ignored */
 } SecretKind;
 
 typedef struct Secret {

@@ -1,15 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Webhook delivery (SPEC §6 Webhooks).
  *
- * Every configured webhook is an Endpoint with its own queue in the store. An endpoint keeps a
- * bounded window of queue rows in memory, and only rows that may be attempted: the oldest queued
- * event of each order (its "head"). A later event of an order whose head is in the window is
- * skipped while paging (only counted in the order's OrderTrack) and fetched again from the store
- * when the head is gone, so an order stuck on retries holds one slot, never the whole window, and
- * events of one order go out strictly one after the other.
- *
- * The paging cursor: every queue row with seq <= cursor is either in the window or counted as
- * skipped by its order's track. Rows beyond the cursor are read when the window has room. */
+ * Every configured webhook is an Endpoint: its configuration, the window over its queue in the store
+ * (webhook-queue.c: which events may be attempted now), up to CONCURRENCY_MAX requests in flight,
+ * and what to do with each answer: record a delivery, schedule a retry, give up into a dead letter,
+ * or stop at 410 Gone. When the store fails, nothing new goes out until it works again. */
 #include <fnmatch.h>
 #include <inttypes.h>
 #include <openssl/core_names.h>
@@ -19,7 +14,6 @@
 #include <strings.h>
 
 #include "alloc-util.h"
-#include "hashmap.h"
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
@@ -27,44 +21,14 @@
 #include "strv.h"
 #include "webhook.h"
 #include "webhook-format.h"
+#include "webhook-queue.h"
 
-#define WINDOW_MAX 256u /* queue rows in memory per endpoint */
-#define QUEUE_PAGE_SIZE 256u
-#define QUEUE_PAGE_MIN 16u /* pages are sized to what is wanted: every row read is copied, body and all */
 #define CONCURRENCY_MAX 4u /* requests in flight per endpoint */
 #define STORE_RETRY_USEC (5 * USEC_PER_SEC)
 #define RESPONSE_MAX_BODY (64u * 1024u) /* receivers' answers are not used */
 #define RETRY_AFTER_MAX_SEC ((int64_t) 86400)
 
 typedef struct Endpoint Endpoint;
-typedef struct OrderTrack OrderTrack;
-typedef struct Row Row;
-
-typedef enum RowState {
-        ROW_WAITING,   /* due at ev.next_attempt_usec */
-        ROW_IN_FLIGHT,
-        ROW_DELIVERED, /* delivered, but the store could not record it yet: retried */
-        ROW_DEAD,      /* given up, but the store could not record it yet: retried */
-} RowState;
-
-struct Row {
-        Endpoint *endpoint;
-        OrderTrack *track;
-        QueuedEvent ev;
-        RowState state;
-        HttpRequest *request; /* while ROW_IN_FLIGHT */
-        char *last_error;     /* ROW_DEAD: the last failure, for the dead letter */
-        Row *prev, *next;     /* the window, by seq */
-};
-
-/* Exists while the order has a head in the window or skipped rows in the store. */
-struct OrderTrack {
-        char *customer_id;
-        char *order_id;
-        Row *head;
-        size_t n_skipped;   /* queue rows of this order with seq <= cursor that are not in the window */
-        int64_t scan_after; /* they all have a seq above this */
-};
 
 struct Endpoint {
         Webhooks *webhooks;
@@ -80,14 +44,8 @@ struct Endpoint {
         char *ca_file;
         WebhookFormat format;
 
-        Row *rows_head, *rows_tail;
-        size_t n_rows, n_in_flight;
-
-        Hashmap *tracks; /* OrderTrack by customer and order id */
-        bool orphans; /* some track lost its head and could not fetch the next row yet */
-
-        int64_t cursor;
-        bool at_end; /* nothing beyond cursor at the last look; cleared by kicks */
+        WebhookQueue *queue;
+        size_t n_in_flight;
 
         bool disabled; /* answered 410 Gone; until a reload */
         bool store_failing;
@@ -253,222 +211,6 @@ static void endpoint_refresh_depth(Endpoint *e) {
         endpoint_metrics_update(e, 0, 0, 0);
 }
 
-/* ---- order tracks ---- */
-
-static uint64_t order_track_hash(const void *key) {
-        const OrderTrack *t = key;
-        uint64_t h = hash_bytes(t->customer_id, strlen(t->customer_id), FNV_OFFSET);
-        h = hash_bytes("", 1, h);
-        return hash_bytes(t->order_id, strlen(t->order_id), h);
-}
-
-static bool order_track_equal(const void *a, const void *b) {
-        const OrderTrack *x = a, *y = b;
-        return streq(x->order_id, y->order_id) && streq(x->customer_id, y->customer_id);
-}
-
-static const HashOps order_track_hash_ops = { .hash = order_track_hash, .equal = order_track_equal };
-
-static OrderTrack *track_find(Endpoint *e, const char *customer_id, const char *order_id) {
-        const OrderTrack probe = { .customer_id = (char *) customer_id, .order_id = (char *) order_id };
-        return hashmap_get(e->tracks, &probe);
-}
-
-static void track_free(OrderTrack *t) {
-        free(t->customer_id);
-        free(t->order_id);
-        free(t);
-}
-
-static int track_add(Endpoint *e, const char *customer_id, const char *order_id, OrderTrack **ret) {
-        OrderTrack *t = calloc(1, sizeof *t);
-        if (!t)
-                return -ENOMEM;
-        t->customer_id = strdup(customer_id);
-        t->order_id = strdup(order_id);
-        if (!t->customer_id || !t->order_id || hashmap_put(e->tracks, t, t) < 0) {
-                track_free(t);
-                return -ENOMEM;
-        }
-        *ret = t;
-        return 0;
-}
-
-/* Drops the track once it has nothing left to remember. */
-static void track_release(Endpoint *e, OrderTrack *t) {
-        if (t->head || t->n_skipped > 0)
-                return;
-        (void) hashmap_remove(e->tracks, t);
-        track_free(t);
-}
-
-/* ---- the window ---- */
-
-static Row *row_free(Row *row) {
-        if (!row)
-                return NULL;
-        free(row->ev.event_id);
-        free(row->ev.event_type);
-        free(row->ev.customer_id);
-        free(row->ev.order_id);
-        free(row->ev.body);
-        free(row->ev.summary);
-        free(row->last_error);
-        free(row);
-        return NULL;
-}
-
-static void window_insert(Endpoint *e, Row *row) {
-        Row *after = e->rows_tail;
-        while (after && after->ev.seq > row->ev.seq)
-                after = after->prev;
-        row->prev = after;
-        row->next = after ? after->next : e->rows_head;
-        if (row->next)
-                row->next->prev = row;
-        else
-                e->rows_tail = row;
-        if (after)
-                after->next = row;
-        else
-                e->rows_head = row;
-        e->n_rows++;
-}
-
-static void window_remove(Endpoint *e, Row *row) {
-        if (row->prev)
-                row->prev->next = row->next;
-        else
-                e->rows_head = row->next;
-        if (row->next)
-                row->next->prev = row->prev;
-        else
-                e->rows_tail = row->prev;
-        row->prev = row->next = NULL;
-        e->n_rows--;
-}
-
-/* Takes the page entry *q (its strings move) into the window as the head of track t. */
-static int window_admit(Endpoint *e, OrderTrack *t, QueuedEvent *q) {
-        Row *row = calloc(1, sizeof *row);
-        if (!row)
-                return -ENOMEM;
-        row->endpoint = e;
-        row->track = t;
-        row->ev = *q;
-        *q = (QueuedEvent) {};
-        row->state = ROW_WAITING;
-        t->head = row;
-        window_insert(e, row);
-        return 0;
-}
-
-/* Reads the queue beyond the cursor while the window has room. */
-static int endpoint_fill(Endpoint *e) {
-        Store *store = e->webhooks->store;
-        int r = 0;
-
-        while (r >= 0 && !e->at_end && e->n_rows < WINDOW_MAX) {
-                QueuedEvent *page = NULL;
-                size_t n = 0, i;
-                /* after a delivery there is room for one row: a whole page would be read and copied
-                 * to admit it */
-                size_t limit = WINDOW_MAX - e->n_rows < QUEUE_PAGE_MIN ? QUEUE_PAGE_MIN : WINDOW_MAX - e->n_rows;
-
-                r = store_queue_list(store, e->name, e->cursor, limit, &page, &n);
-                if (r < 0)
-                        return r;
-                for (i = 0; i < n && e->n_rows < WINDOW_MAX; i++) {
-                        QueuedEvent *q = &page[i];
-                        int64_t seq = q->seq; /* *q moves into the window */
-                        OrderTrack *t = track_find(e, q->customer_id, q->order_id);
-                        if (t) {
-                                /* an earlier event of this order is still queued: this one waits */
-                                if (t->n_skipped++ == 0)
-                                        t->scan_after = q->seq - 1;
-                        } else {
-                                r = track_add(e, q->customer_id, q->order_id, &t);
-                                if (r >= 0) {
-                                        r = window_admit(e, t, q);
-                                        if (r < 0)
-                                                track_release(e, t);
-                                }
-                                if (r < 0)
-                                        break;
-                        }
-                        e->cursor = seq;
-                }
-                if (r >= 0 && i == n && n < limit)
-                        e->at_end = true;
-                queued_events_free(page, n);
-        }
-        return r;
-}
-
-/* Finds the next queued event of an order whose head is gone: the first row of the order after
- * scan_after, which lies at or below the cursor. */
-static int endpoint_scan_order(Endpoint *e, OrderTrack *t) {
-        Store *store = e->webhooks->store;
-        size_t limit = QUEUE_PAGE_MIN; /* the next event of an order is often close: growing pages */
-
-        while (!t->head && t->n_skipped > 0) {
-                QueuedEvent *page = NULL;
-                size_t n = 0;
-                int r;
-
-                r = store_queue_list(store, e->name, t->scan_after, limit, &page, &n);
-                if (r < 0)
-                        return r;
-                bool end = n < limit;
-                if (limit < QUEUE_PAGE_SIZE)
-                        limit *= 2;
-                for (size_t i = 0; i < n; i++) {
-                        QueuedEvent *q = &page[i];
-                        if (q->seq > e->cursor) {
-                                end = true;
-                                break;
-                        }
-                        if (streq(q->order_id, t->order_id) && streq(q->customer_id, t->customer_id)) {
-                                r = window_admit(e, t, q);
-                                if (r < 0) {
-                                        queued_events_free(page, n);
-                                        return r;
-                                }
-                                t->n_skipped--;
-                                t->scan_after = t->head->ev.seq;
-                                break;
-                        }
-                        t->scan_after = q->seq;
-                }
-                queued_events_free(page, n);
-                if (!t->head && end)
-                        t->n_skipped = 0; /* gone from the store meanwhile */
-        }
-        return 0;
-}
-
-static int endpoint_scan_orphans(Endpoint *e) {
-        if (!e->orphans)
-                return 0;
-        /* collected first: releasing a track changes the map, which an iteration must not see */
-        _cleanup_free_ OrderTrack **orphans = calloc(hashmap_size(e->tracks) + 1, sizeof *orphans);
-        if (!orphans)
-                return -ENOMEM;
-        size_t n = 0, it = 0;
-        void *v;
-        while (hashmap_iterate(e->tracks, &it, &v, NULL))
-                if (!((OrderTrack *) v)->head)
-                        orphans[n++] = v;
-        for (size_t i = 0; i < n; i++) {
-                int r = endpoint_scan_order(e, orphans[i]);
-                if (r < 0)
-                        return r;
-                track_release(e, orphans[i]);
-        }
-        e->orphans = false;
-        return 0;
-}
-
 /* ---- store failures ---- */
 
 static void endpoint_store_failed(Endpoint *e, int r, const char *what) {
@@ -486,33 +228,23 @@ static void endpoint_store_failed(Endpoint *e, int r, const char *what) {
 }
 
 /* The head of an order is done (recorded in the store): its next event takes its place. */
-static void endpoint_finish_row(Endpoint *e, Row *row) {
-        OrderTrack *t = row->track;
-
-        window_remove(e, row);
-        t->head = NULL;
-        row_free(row);
+static void endpoint_finish_row(Endpoint *e, QueueRow *row) {
         if (e->depth > 0)
                 e->depth--;
+        int r = webhook_queue_finish(e->queue, row, now_realtime_usec());
         endpoint_metrics_update(e, 0, 0, 0);
-
-        int r = endpoint_scan_order(e, t);
-        if (r < 0) {
-                e->orphans = true;
+        if (r < 0)
                 endpoint_store_failed(e, r, "read the queue");
-                return;
-        }
-        track_release(e, t);
 }
 
-static int row_record_delivered(Endpoint *e, Row *row) {
+static int row_record_delivered(Endpoint *e, QueueRow *row) {
         int r = store_queue_delivered(e->webhooks->store, e->name, row->ev.seq);
         if (r == -ENOENT) /* not queued any more: nothing to record */
                 r = 0;
         return r;
 }
 
-static int row_record_dead(Endpoint *e, Row *row, uint64_t now) {
+static int row_record_dead(Endpoint *e, QueueRow *row, uint64_t now) {
         Store *store = e->webhooks->store;
         _cleanup_free_ char *reason = NULL;
         char span[FORMAT_TIMESPAN_MAX];
@@ -547,11 +279,11 @@ static void endpoint_retry_store(Endpoint *e) {
         int r = 0;
 
         e->store_retry_usec = 0;
-        for (Row *row = e->rows_head, *next; row && r >= 0; row = next) {
+        for (QueueRow *row = webhook_queue_first(e->queue), *next; row && r >= 0; row = next) {
                 next = row->next;
-                if (row->state == ROW_DELIVERED)
+                if (row->state == QUEUE_ROW_DELIVERED)
                         r = row_record_delivered(e, row);
-                else if (row->state == ROW_DEAD)
+                else if (row->state == QUEUE_ROW_DEAD)
                         r = row_record_dead(e, row, now);
                 else
                         continue;
@@ -562,9 +294,9 @@ static void endpoint_retry_store(Endpoint *e) {
                 }
         }
         if (r >= 0)
-                r = endpoint_scan_orphans(e);
+                r = webhook_queue_rescan(e->queue, now);
         if (r >= 0 && !e->webhooks->stopped)
-                r = endpoint_fill(e);
+                r = webhook_queue_fill(e->queue, now);
         if (r < 0) {
                 endpoint_store_failed(e, r, "update the queue");
                 return;
@@ -579,7 +311,7 @@ static void endpoint_retry_store(Endpoint *e) {
 static void endpoint_run(Endpoint *e);
 static void webhooks_check_idle(Webhooks *w, bool force);
 
-static void row_delivered(Endpoint *e, Row *row, const HttpResponse *resp) {
+static void row_delivered(Endpoint *e, QueueRow *row, const HttpResponse *resp) {
         endpoint_metrics_update(e, 1, 0, 0);
         log_debug("Webhook '%s': delivered event %s (HTTP %ld, %.3fs).", e->name, row->ev.event_id,
                   resp->status, (double) resp->duration_usec / 1e6);
@@ -587,14 +319,14 @@ static void row_delivered(Endpoint *e, Row *row, const HttpResponse *resp) {
         int r = row_record_delivered(e, row);
         if (r < 0) {
                 /* sent again after a restart if this never works: the receiver sees the same id twice */
-                row->state = ROW_DELIVERED;
+                row->state = QUEUE_ROW_DELIVERED;
                 endpoint_store_failed(e, r, "record a delivery");
                 return;
         }
         endpoint_finish_row(e, row);
 }
 
-static void row_give_up(Endpoint *e, Row *row, uint64_t now) {
+static void row_give_up(Endpoint *e, QueueRow *row, uint64_t now) {
         Webhooks *w = e->webhooks;
         const char *last = row->last_error ? row->last_error : "unknown";
         char span[FORMAT_TIMESPAN_MAX];
@@ -616,7 +348,7 @@ static void row_give_up(Endpoint *e, Row *row, uint64_t now) {
         }
         endpoint_metrics_update(e, 0, 0, 1);
 
-        row->state = ROW_DEAD;
+        row->state = QUEUE_ROW_DEAD;
         int r = row_record_dead(e, row, now);
         if (r < 0) {
                 endpoint_store_failed(e, r, "record a dead letter");
@@ -625,7 +357,7 @@ static void row_give_up(Endpoint *e, Row *row, uint64_t now) {
         endpoint_finish_row(e, row);
 }
 
-static void row_failed(Endpoint *e, Row *row, const HttpResponse *resp) {
+static void row_failed(Endpoint *e, QueueRow *row, const HttpResponse *resp) {
         uint64_t now = now_realtime_usec(), next, delay;
         char reason[512], when[32], span[FORMAT_TIMESPAN_MAX];
         int r;
@@ -665,15 +397,18 @@ static void row_failed(Endpoint *e, Row *row, const HttpResponse *resp) {
         r = store_queue_reschedule(e->webhooks->store, e->name, row->ev.seq, row->ev.attempts, next, reason);
         if (r == -ENOENT) {
                 /* not queued any more: forget it */
-                row->state = ROW_DELIVERED;
+                row->state = QUEUE_ROW_DELIVERED;
                 endpoint_finish_row(e, row);
-        } else if (r < 0)
+                return;
+        }
+        if (r < 0)
                 /* the in-memory schedule goes on; only the attempt count may be lost */
                 log_warning_errno(r, "Webhook '%s': cannot save the retry schedule of event %s: %s",
                                   e->name, row->ev.event_id, store_error(e->webhooks->store));
+        webhook_queue_park(e->queue, row, now);
 }
 
-static void endpoint_gone(Endpoint *e, Row *row) {
+static void endpoint_gone(Endpoint *e, QueueRow *row) {
         endpoint_metrics_update(e, 0, 1, 0);
         if (e->disabled)
                 return;
@@ -684,12 +419,12 @@ static void endpoint_gone(Endpoint *e, Row *row) {
 }
 
 static void on_request_done(const HttpResponse *resp, void *userdata) {
-        Row *row = userdata;
-        Endpoint *e = row->endpoint;
+        QueueRow *row = userdata;
+        Endpoint *e = webhook_queue_userdata(row->queue);
         Webhooks *w = e->webhooks;
 
         row->request = NULL;
-        row->state = ROW_WAITING;
+        row->state = QUEUE_ROW_WAITING;
         e->n_in_flight--;
 
         /* A 2xx counts even when the answer's body then broke off or was too large: the receiver
@@ -705,7 +440,7 @@ static void on_request_done(const HttpResponse *resp, void *userdata) {
         webhooks_check_idle(w, false);
 }
 
-static int row_start(Endpoint *e, Row *row) {
+static int row_start(Endpoint *e, QueueRow *row) {
         Webhooks *w = e->webhooks;
         _cleanup_free_ char *h_id = NULL, *h_ts = NULL, *h_sig = NULL, *signature = NULL, *formatted = NULL;
         _cleanup_free_ const char **headers = NULL;
@@ -768,7 +503,7 @@ static int row_start(Endpoint *e, Row *row) {
         int r = http_submit(w->http, &spec, on_request_done, row, &row->request);
         if (r < 0)
                 return r;
-        row->state = ROW_IN_FLIGHT;
+        row->state = QUEUE_ROW_IN_FLIGHT;
         e->n_in_flight++;
         log_debug("Webhook '%s': sending event %s (attempt %u).", e->name, row->ev.event_id,
                   row->ev.attempts + 1);
@@ -786,10 +521,10 @@ static void endpoint_dispatch(Endpoint *e) {
                 return;
 
         uint64_t now = now_realtime_usec();
-        for (Row *row = e->rows_head, *next; row && e->n_in_flight < CONCURRENCY_MAX && !endpoint_paused(e);
-             row = next) {
+        for (QueueRow *row = webhook_queue_first(e->queue), *next;
+             row && e->n_in_flight < CONCURRENCY_MAX && !endpoint_paused(e); row = next) {
                 next = row->next;
-                if (row->state != ROW_WAITING || row->ev.next_attempt_usec > now)
+                if (row->state != QUEUE_ROW_WAITING || row->ev.next_attempt_usec > now)
                         continue;
                 int r = row_start(e, row);
                 if (r < 0) {
@@ -816,9 +551,14 @@ static void endpoint_arm_timer(Endpoint *e) {
         if (!e->webhooks->stopped) {
                 /* with all slots busy, a completion dispatches again */
                 if (!endpoint_paused(e) && e->n_in_flight < CONCURRENCY_MAX)
-                        for (Row *row = e->rows_head; row; row = row->next)
-                                if (row->state == ROW_WAITING && row->ev.next_attempt_usec < next)
+                        for (QueueRow *row = webhook_queue_first(e->queue); row; row = row->next)
+                                if (row->state == QUEUE_ROW_WAITING && row->ev.next_attempt_usec < next)
                                         next = row->ev.next_attempt_usec;
+                if (!endpoint_paused(e)) {
+                        uint64_t wakeup = webhook_queue_next_wakeup(e->queue);
+                        if (wakeup < next)
+                                next = wakeup;
+                }
                 if (e->store_failing && e->store_retry_usec != 0 && e->store_retry_usec < next)
                         next = e->store_retry_usec;
         }
@@ -833,7 +573,7 @@ static void endpoint_arm_timer(Endpoint *e) {
 
 static void endpoint_run(Endpoint *e) {
         if (!e->webhooks->stopped && !e->store_failing) {
-                int r = endpoint_fill(e);
+                int r = webhook_queue_fill(e->queue, now_realtime_usec());
                 if (r < 0)
                         endpoint_store_failed(e, r, "read the queue");
         }
@@ -846,16 +586,13 @@ static size_t endpoint_due(Endpoint *e, uint64_t until) {
 
         if (endpoint_paused(e))
                 return n;
-        for (Row *row = e->rows_head; row; row = row->next)
-                if (row->state == ROW_WAITING && row->ev.next_attempt_usec <= until)
-                        n++;
-        return n;
+        return n + webhook_queue_due(e->queue, until);
 }
 
 /* ---- life cycle ---- */
 
 static void endpoint_config_clear(Endpoint *e) {
-        free(e->url);
+        erase_and_free_string(e->url); /* Teams' and Slack's hold their credential */
         erase_and_free(e->secret, e->secret_size);
         strv_free_erase(e->headers); /* may hold bearer tokens */
         free(e->ca_file);
@@ -906,19 +643,12 @@ static void endpoint_closed(uv_handle_t *h) {
 static void endpoint_free(Endpoint *e) {
         Webhooks *w = e->webhooks;
 
-        for (Row *row = e->rows_head, *next; row; row = next) {
-                next = row->next;
-                if (row->request)
-                        http_cancel(w->http, row->request);
-                row_free(row);
-        }
-        e->rows_head = e->rows_tail = NULL;
-        e->n_rows = e->n_in_flight = 0;
-        size_t it = 0;
-        void *t;
-        while (hashmap_iterate(e->tracks, &it, &t, NULL))
-                track_free(t);
-        e->tracks = hashmap_free(e->tracks);
+        if (e->queue)
+                for (QueueRow *row = webhook_queue_first(e->queue); row; row = row->next)
+                        if (row->request)
+                                http_cancel(w->http, row->request);
+        e->queue = webhook_queue_free(e->queue);
+        e->n_in_flight = 0;
         endpoint_config_clear(e);
         free(e->name);
         uv_timer_stop(&e->timer);
@@ -933,8 +663,7 @@ static int endpoint_new(Webhooks *w, const WebhookConfig *c, Endpoint **ret) {
         uv_timer_init(w->loop, &e->timer);
         e->timer.data = e;
         e->name = strdup(c->name);
-        e->tracks = hashmap_new(&order_track_hash_ops);
-        if (!e->name || !e->tracks || endpoint_apply_config(e, c) < 0) {
+        if (!e->name || webhook_queue_new(w->store, c->name, e, &e->queue) < 0 || endpoint_apply_config(e, c) < 0) {
                 endpoint_free(e);
                 return -ENOMEM;
         }
@@ -1063,7 +792,7 @@ void webhooks_kick(Webhooks *w) {
         if (!w)
                 return;
         for (Endpoint *e = w->endpoints; e; e = e->next) {
-                e->at_end = false;
+                webhook_queue_kick(e->queue);
                 endpoint_refresh_depth(e);
                 endpoint_run(e);
         }

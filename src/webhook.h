@@ -15,7 +15,8 @@
  * store, delivered over the shared Http multi handle. A dead or slow endpoint delays nothing else.
  * Per webhook, the events of one order go out one after the other (the next one only once the
  * previous was delivered or dead-lettered); up to 4 requests per webhook are in flight. Only a
- * bounded window of each queue is held in memory. */
+ * bounded window of due events of each queue is held in memory, plus a few numbers for each order
+ * whose next event waits for a retry: however many orders keep failing, the others go through. */
 
 typedef struct Webhooks Webhooks;
 

@@ -40,6 +40,9 @@ enabled = no
 NOT_URL = "is not an http:// or https:// URL with a host"
 BOOLEAN = "is not auto or a boolean (yes, no, true, false, 1, 0)"
 WEBHOOK = "enabled = no\n\n[webhook]\nurl = http://127.0.0.1:9/hook\n"
+# a Microsoft Teams Workflows URL: too long for a line, and sig= is a credential
+TEAMS_URL = ("https://prod-12.westus.logic.azure.com:443/workflows/0123456789abcdef0123456789abcdef/triggers/"
+             "manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=" + "S" * 43)
 DISCOVERY = "enabled = no\n\n[discovery]\n"
 
 # (name, text to replace in BASE, replacement, expected message); {conf} is the config file's path,
@@ -147,7 +150,21 @@ ROWS = [
      '{dir}/od2/b.list:1: "c1 o1 extra" is not "CUSTOMER_ID ORDER_ID"'),
     # webhooks
     ("webhook without url", "enabled = no", "enabled = no\n\n[webhook]\nevents = *",
-     "{conf}:22: [webhook]: url is required"),
+     '{conf}:22: [webhook]: url or url-file (or the credential "webhook-url") is required'),
+    ("named webhook without url", "enabled = no", "enabled = no\n\n[webhook teams]\nformat = teams",
+     '{conf}:22: [webhook teams]: url or url-file (or the credential "webhook-teams-url") is required'),
+    ("webhook url and url-file", "enabled = no\n", WEBHOOK + "url-file = {dir}/hook-url",
+     "{conf}:24: [webhook] url-file: the URL is also given by url ({conf}:23); give it in one place only"),
+    ("webhook url-file missing", "enabled = no", "enabled = no\n\n[webhook]\nurl-file = /nonexistent/hook.url",
+     '{conf}:23: [webhook] url-file: cannot read "/nonexistent/hook.url": No such file or directory'),
+    ("webhook url-file not a url", "enabled = no", "enabled = no\n\n[webhook teams]\nurl-file = {dir}/not-a-url",
+     '{conf}:23: [webhook teams] url-file: "{dir}/not-a-url" does not hold an http:// or https:// URL with a host'),
+    ("webhook url-file empty", "enabled = no", "enabled = no\n\n[webhook]\nurl-file = {dir}/empty",
+     '{conf}:23: [webhook] url-file: "{dir}/empty" is empty'),
+    ("webhook url longer than a line", "enabled = no", "enabled = no\n\n[webhook teams]\nurl = " + TEAMS_URL,
+     '{conf}:22: [webhook teams]: url or url-file (or the credential "webhook-teams-url") is required\n'
+     "{conf}:23: line is longer than 199 characters; put long values such as tokens in files "
+     "(a webhook's URL: url-file = PATH)"),
     ("webhook url ftp", "enabled = no", "enabled = no\n\n[webhook]\nurl = ftp://example.com/hook",
      '{conf}:23: [webhook] url: "ftp://example.com/hook" ' + NOT_URL),
     ("webhook timeout", "enabled = no\n", WEBHOOK + "timeout = soon",
@@ -197,6 +214,8 @@ def write_fixtures(env: Env) -> None:
     env.write("empty", "", 0o600)
     env.write("two-lines", "a\nb\n", 0o600)
     env.write("bad-whsec", "whsec_!!!notbase64\n", 0o600)
+    env.write("hook-url", "http://127.0.0.1:9/hook\n", 0o600)
+    env.write("not-a-url", "ftp://example.com/hook?sig=never-shown\n", 0o600)
     for d, text in (("od1", "# comment\nc1 o1\nonlyone\n"), ("od2", "c1 o1 extra\n")):
         os.makedirs(os.path.join(env.dir, d))
         name = "a.list" if d == "od1" else "b.list"

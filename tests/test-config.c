@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "http-syntax.h"
 #include "secrets.h"
 #include "webhook.h"
 
@@ -414,7 +415,7 @@ static void test_value_errors(void **state) {
                  "provwatch.conf:5: [partner-center] endpoint: \"ftp://x\" is not "
                  "an http:// or https:// URL with a host (and without query or fragment)"},
                 {"[partner-center]\nendpoint = https://h/?q",
-                 "provwatch.conf:5: [partner-center] endpoint: \"https://h/?q\" "
+                 "provwatch.conf:5: [partner-center] endpoint: \"https://h/?...\" "
                  "is not an http:// or https:// URL with a host (and without "
                  "query or fragment)"},
                 {"[webhook]\nurl = https://user:hunter2@/x",
@@ -584,6 +585,16 @@ static void test_long_line(void **state) {
         free(e);
         free(conf);
 
+        /* in a webhook section, most likely its URL: where it goes instead */
+        conf = strdup_printf(TOKEN_FILE_AUTH "[webhook]\nurl = https://h/%.*s\n", 200 - 16, line + 1);
+        e = load_fail(conf);
+        assert_string_equal(e, "provwatch.conf:4: [webhook]: url or url-file (or the credential "
+                               "\"webhook-url\") is required\n"
+                               "provwatch.conf:5: line is longer than 199 characters; put long values such "
+                               "as tokens in files (a webhook's URL: url-file = PATH)\n");
+        free(e);
+        free(conf);
+
         /* far longer, with CRLF: one error */
         memset(line, 'y', sizeof line - 1);
         line[sizeof line - 1] = 0;
@@ -682,8 +693,10 @@ static void test_missing_required(void **state) {
 
         /* a webhook needs a url */
         e = load_fail(TOKEN_FILE_AUTH "[webhook]\nevents = *\n[webhook two]\nurl =\n");
-        assert_string_equal(e, "provwatch.conf:4: [webhook]: url is required\n"
-                               "provwatch.conf:6: [webhook two]: url is required\n");
+        assert_string_equal(e, "provwatch.conf:4: [webhook]: url or url-file (or the credential "
+                               "\"webhook-url\") is required\n"
+                               "provwatch.conf:6: [webhook two]: url or url-file (or the credential "
+                               "\"webhook-two-url\") is required\n");
         free(e);
 }
 
@@ -879,6 +892,167 @@ static void test_skip_secrets(void **state) {
                                "token-file\n"
                                "provwatch.conf:5: [poll] interval: \"5 parsecs\" is not a time span\n");
         free(e);
+}
+
+/* ---- webhook URLs ---- */
+
+#define TEAMS_SIG "TOPSECRETsig0123456789abcdefghijklmnopqrstu"
+/* 253 characters: too long for a configuration line */
+#define TEAMS_URL                                                                                            \
+        "https://prod-12.westus.logic.azure.com:443/workflows/0123456789abcdef0123456789abcdef/triggers/"  \
+        "manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=" TEAMS_SIG
+#define SLACK_URL "https://hooks.slack.com/services/T00000000/B00000000/TOPSECRETxxxxxxxxxxxxxxx"
+
+static void test_url_mask(void **state) {
+        static const struct {
+                const char *url, *masked;
+        } table[] = {
+                {"https://hooks.example.com/provwatch", "https://hooks.example.com/provwatch"},
+                {"http://127.0.0.1:8080/hook", "http://127.0.0.1:8080/hook"},
+                {"https://h/api/v1/webhooks/events", "https://h/api/v1/webhooks/events"},
+                {"https://user:hunter2@h/x", "https://user:***@h/x"},
+                {"https://user:@h/x", "https://user:***@h/x"},
+                {"https://TOPSECRET123@h/x", "https://...@h/x"},
+                {SLACK_URL, "https://hooks.slack.com/services/.../.../..."},
+                {TEAMS_URL, "https://prod-12.westus.logic.azure.com:443/workflows/.../triggers/manual/paths/invoke?..."},
+                {"https://h/hook?token=abc#frag", "https://h/hook?...#..."},
+                {"https://h/hook?", "https://h/hook?"},
+                {"https://h/hook#x", "https://h/hook#..."},
+                {"https://h/abcdefghijklmnopq", "https://h/..."}, /* long */
+                {"https://h/Hook/AbCdEfGh", "https://h/Hook/..."},  /* mixed case */
+                {"https://h/a1b2", "https://h/..."},                 /* letters and digits */
+                {"https://h//x/", "https://h//x/"},
+                {"https://h", "https://h"},
+                {"", ""},
+                {"not a url", "not a url"},
+                {"hooks.slack.com/services/T0AB1/B0CD2/secret123", "hooks.slack.com/services/.../.../..."},
+                {"https://[::1]:99/x?y", "https://[::1]:99/x?..."},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                char *m = url_mask(table[i].url);
+                assert_non_null(m);
+                if (!streq(m, table[i].masked))
+                        fail_msg("url_mask(\"%s\") = \"%s\", not \"%s\"", table[i].url, m, table[i].masked);
+                free(m);
+        }
+}
+
+/* A webhook URL from the credential, url-file or url: exactly one of them. */
+static void test_webhook_url_sources(void **state) {
+        char *creds = tmp_path("creds-url");
+        char *e;
+        mkdir(creds, 0700);
+
+        /* url-file: its first line, white space around it stripped, the rest ignored */
+        write_file("teams.url", "  " TEAMS_URL " \r\nsecond line, ignored\n", 0600);
+        write_file("slack.url", SLACK_URL, 0600);
+        Config *c = load_ok(TOKEN_FILE_AUTH "[webhook teams]\nurl-file = teams.url\nformat = teams\n"
+                                            "[webhook slack]\nurl-file = slack.url\n"
+                                            "[webhook plain]\nurl = https://hooks.example.com/x\n");
+        assert_string_equal(c->webhooks[0].url, TEAMS_URL);
+        assert_string_equal(c->webhooks[0].url_origin, "teams.url");
+        assert_string_equal(c->webhooks[1].url, SLACK_URL);
+        assert_string_equal(c->webhooks[1].url_origin, "slack.url");
+        assert_string_equal(c->webhooks[2].url, "https://hooks.example.com/x");
+        assert_null(c->webhooks[2].url_origin);
+        assert_null(c->warnings[0]);
+
+        /* check-config's summary shows where it came from, masked */
+        char *buf = NULL;
+        size_t size;
+        FILE *f = open_memstream(&buf, &size);
+        config_print_summary(c, f);
+        fclose(f);
+        assert_contains(buf, "  url:                 https://prod-12.westus.logic.azure.com:443/workflows/.../"
+                             "triggers/manual/paths/invoke?... (from teams.url)\n");
+        assert_contains(buf, "  url:                 https://hooks.slack.com/services/.../.../... (from slack.url)\n");
+        assert_contains(buf, "  url:                 https://hooks.example.com/x\n");
+        assert_null(strstr(buf, "TOPSECRET"));
+        free(buf);
+        config_free(c);
+
+        /* the credentials "webhook-url" and "webhook-NAME-url" */
+        write_file("creds-url/webhook-url", TEAMS_URL "\n", 0644); /* exempt from the mode warning */
+        write_file("creds-url/webhook-slack-url", SLACK_URL "\n", 0600);
+        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", creds, 1), 0);
+        c = load_ok(TOKEN_FILE_AUTH "[webhook]\nformat = teams\n[webhook slack]\nformat = slack\n"
+                                    "[webhook other]\nurl-file = teams.url\n");
+        assert_string_equal(c->webhooks[0].url, TEAMS_URL);
+        assert_string_equal(c->webhooks[0].url_origin, "credential webhook-url");
+        assert_string_equal(c->webhooks[1].url, SLACK_URL);
+        assert_string_equal(c->webhooks[1].url_origin, "credential webhook-slack-url");
+        assert_string_equal(c->webhooks[2].url_origin, "teams.url");
+        assert_null(c->warnings[0]);
+        config_free(c);
+
+        /* more than one source: the credential too, or url and url-file */
+        e = load_fail(TOKEN_FILE_AUTH "[webhook]\nurl = https://h/x\n[webhook slack]\nurl-file = slack.url\n"
+                                      "[webhook both]\nurl = https://h/x\nurl-file = teams.url\n");
+        assert_string_equal(e, "provwatch.conf:5: [webhook] url: the URL is also given by the credential "
+                               "\"webhook-url\"; give it in one place only\n"
+                               "provwatch.conf:7: [webhook slack] url-file: the URL is also given by the "
+                               "credential \"webhook-slack-url\"; give it in one place only\n"
+                               "provwatch.conf:10: [webhook both] url-file: the URL is also given by url "
+                               "(provwatch.conf:9); give it in one place only\n");
+        free(e);
+
+        /* a credential that is no URL (never quoted) */
+        write_file("creds-url/webhook-url", "TOPSECRET not a url\n", 0600);
+        e = load_fail(TOKEN_FILE_AUTH "[webhook]\n");
+        assert_string_equal(e, "provwatch.conf: credential webhook-url: not an http:// or https:// URL with a "
+                               "host\n");
+        free(e);
+        unsetenv("CREDENTIALS_DIRECTORY");
+
+        /* url-file problems name the file, never its content */
+        write_file("bad.url", "ftp://TOPSECRET/x\n", 0600);
+        write_file("empty.url", "\n\n", 0600);
+        write_file("ctl.url", "https://h/\x01TOPSECRET\nhttps://h/\n", 0600);
+        e = load_fail(TOKEN_FILE_AUTH "[webhook a]\nurl-file = bad.url\n[webhook b]\nurl-file = empty.url\n"
+                                      "[webhook c]\nurl-file = ctl.url\n[webhook d]\nurl-file = /nonexistent/d.url\n"
+                                      "[webhook e]\nformat = slack\n");
+        assert_string_equal(e, "provwatch.conf:5: [webhook a] url-file: \"bad.url\" does not hold an http:// or "
+                               "https:// URL with a host\n"
+                               "provwatch.conf:7: [webhook b] url-file: \"empty.url\" is empty\n"
+                               "provwatch.conf:9: [webhook c] url-file: \"ctl.url\" holds control characters in "
+                               "its first line\n"
+                               "provwatch.conf:11: [webhook d] url-file: cannot read \"/nonexistent/d.url\": No "
+                               "such file or directory\n"
+                               "provwatch.conf:12: [webhook e]: url or url-file (or the credential "
+                               "\"webhook-e-url\") is required\n");
+        assert_null(strstr(e, "TOPSECRET"));
+        free(e);
+
+        /* readable by others: used, with the warning of secret files */
+        write_file("open.url", SLACK_URL "\n", 0644);
+        c = load_ok(TOKEN_FILE_AUTH "[webhook]\nurl-file = open.url\n");
+        assert_string_equal(c->warnings[0], "open.url is accessible by other users; secrets should be mode 0600");
+        assert_null(c->warnings[1]);
+        config_free(c);
+
+        /* status (no secrets read): neither url-file nor the credential is read, none is required, but
+         * url and url-file together are still a mistake */
+        f = open_memstream(&buf, &size);
+        write_file("provwatch.conf", TOKEN_FILE_AUTH "[webhook]\nurl-file = /nonexistent/u\n[webhook b]\n", 0644);
+        assert_int_equal(config_load_full("provwatch.conf", CONFIG_SKIP_SECRETS, f, &c), 0);
+        fclose(f);
+        assert_string_equal(buf, "");
+        free(buf);
+        assert_null(c->webhooks[0].url);
+        assert_null(c->webhooks[1].url);
+        config_free(c);
+        f = open_memstream(&buf, &size);
+        write_file("provwatch.conf", TOKEN_FILE_AUTH "[webhook]\nurl = https://h/\nurl-file = /nonexistent/u\n",
+                   0644);
+        assert_int_equal(config_load_full("provwatch.conf", CONFIG_SKIP_SECRETS, f, &c), -EINVAL);
+        fclose(f);
+        assert_contains(buf, "provwatch.conf:6: [webhook] url-file: the URL is also given by url");
+        free(buf);
+
+        unlink("creds-url/webhook-url");
+        unlink("creds-url/webhook-slack-url");
+        rmdir(creds);
+        free(creds);
 }
 
 static char *fixture_string(const char *file, const char *key) {
@@ -1329,6 +1503,8 @@ int main(void) {
                 cmocka_unit_test_setup(test_world_readable_secret, setup),
                 cmocka_unit_test_setup(test_credentials_directory, setup),
                 cmocka_unit_test_setup(test_skip_secrets, setup),
+                cmocka_unit_test_setup(test_url_mask, setup),
+                cmocka_unit_test_setup(test_webhook_url_sources, setup),
                 cmocka_unit_test_setup(test_webhook_secret_decode, setup),
                 cmocka_unit_test_setup(test_orders_dir, setup),
                 cmocka_unit_test_setup(test_tenant_substitution, setup),

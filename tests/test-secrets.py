@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Secrets never leak: a full life (check-config, once, run with token renewals, a 401, an
-invalid_grant, a reload, webhooks with a signing secret and a bearer header, status, debug logging)
-with distinctive secret values, then every log line, printed event and command output is searched
-for each of them, and for the simulator's token patterns (access tokens at-N-HEX, rotated refresh
-tokens rt-N-HEX), and so is every row of the state store but the stored refresh token. Also: a
-secret file readable by others draws a warning naming it; 0600 does not."""
+invalid_grant, a reload, webhooks with a signing secret and a bearer header, webhook URLs holding
+their own credential as Teams' and Slack's do (a sig= query parameter from url-file, a last path
+segment from the credential webhook-NAME-url), status, debug logging) with distinctive secret
+values, then every log line, printed event and command output is searched for each of them, and for
+the simulator's token patterns (access tokens at-N-HEX, rotated refresh tokens rt-N-HEX), and so is
+every row of the state store but the stored refresh token. Also: a secret or URL file readable by
+others draws a warning naming it; 0600 does not."""
 
 import json
 import os
@@ -42,6 +44,8 @@ def test_no_secret_in_any_output():
     initial_refresh = distinctive("initial-refresh")
     webhook_secret = distinctive("webhook-key")
     bearer = distinctive("receiver-bearer")
+    teams_sig = f"teams-sig-{secrets.token_hex(17)}"  # as long as a real one
+    slack_token = distinctive("slacktoken")
     env.write("client-secret", client_secret + "\n", 0o600)
     env.write("refresh-token", initial_refresh + "\n", 0o600)
     env.write("webhook-secret", webhook_secret + "\n", 0o600)
@@ -49,19 +53,37 @@ def test_no_secret_in_any_output():
     sim = Sim(env.dir, "--client-secret", client_secret, "--refresh-token", initial_refresh, "--token-ttl", "4",
               "--strict-rotation", scenario=SCENARIO)
     receiver = WebhookReceiver(env.dir, "secrets", secret=webhook_secret)
-    debug = {"PROVWATCH_DEBUG": "1"}
+    creds = os.path.join(env.dir, "credentials")
+    os.mkdir(creds, 0o700)
+    debug = {"PROVWATCH_DEBUG": "1", "CREDENTIALS_DIRECTORY": creds}
     outputs = {}  # what provwatch wrote, by where it came from
     refresh_tokens = {initial_refresh}
     d = None
     try:
-        hook = (f"\n[webhook]\nurl = {receiver.url}\nsecret-file = {env.dir}/webhook-secret\n"
-                f"header = Authorization: Bearer {bearer}\n")
+        # a Teams Workflows URL (longer than a configuration line) from url-file, a Slack one from the
+        # credential; both hold their credential
+        base = f"http://127.0.0.1:{receiver.port}"
+        teams_path = (f"/powerautomate/automations/direct/workflows/{secrets.token_hex(16)}"
+                      "/triggers/manual/paths/invoke"
+                      f"?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={teams_sig}")
+        slack_path = f"/services/T0AB12CD3/B0EF45GH6/{slack_token}"
+        check(len(base + teams_path) > 199, "the Teams URL is longer than a configuration line")
+        env.write("teams.url", base + teams_path + "\n", 0o600)
+        env.write("credentials/webhook-slack-url", base + slack_path + "\n", 0o600)
+        common = f"secret-file = {env.dir}/webhook-secret\nheader = Authorization: Bearer {bearer}\n"
+        hook = (f"\n[webhook]\nurl = {receiver.url}\n{common}"
+                f"[webhook teams]\nurl-file = {env.dir}/teams.url\n{common}"
+                f"[webhook slack]\n{common}")
         orders = [("c1", "o1"), ("c1", "o2")]
         cfg = env.config(sim, orders, poll={"interval": "1s"}, extra=hook)
 
         p = run(["-c", cfg, "check-config"], env=debug)
         check(p.returncode == 0, f"check-config: {p.returncode} {p.stderr}")
         outputs["check-config stdout"], outputs["check-config stderr"] = p.stdout, p.stderr
+        for masked in (f"{base}/powerautomate/automations/direct/workflows/.../triggers/manual/paths/invoke?... "
+                       f"(from {env.dir}/teams.url)\n",
+                       f"{base}/services/.../.../... (from credential webhook-slack-url)\n"):
+            check(masked in p.stdout, f"check-config shows {masked!r}: {p.stdout}")
 
         rc, events, err = run_once(cfg, env=debug)
         check(rc == 0 and len(events) == 2, f"once: {rc} {events} {err}")
@@ -132,11 +154,14 @@ def test_no_secret_in_any_output():
         check(deliveries and all(a["signature_ok"] for a in deliveries), "webhooks are signed with the secret")
         check(all(a["headers"].get("Authorization") == f"Bearer {bearer}" for a in deliveries),
               "the bearer header reaches the receiver")
+        for path in ("/hook", teams_path, slack_path):
+            check(any(a["path"] == path for a in deliveries), f"deliveries to {path[:40]}…")
 
         found = []
         for where, text in outputs.items():
             for name, value in (("client secret", client_secret), ("webhook secret", webhook_secret),
-                                ("bearer header value", bearer)):
+                                ("bearer header value", bearer), ("Teams sig", teams_sig),
+                                ("Slack URL token", slack_token)):
                 if value in text:
                     found.append(f"{name} in {where}")
             for rt in refresh_tokens:
@@ -158,10 +183,11 @@ def test_secret_file_modes():
     env = Env("secret-modes")
     sim = Sim(env.dir, scenario=SCENARIO)
     try:
-        hook = f"\n[webhook]\nurl = http://127.0.0.1:9/hook\nsecret-file = {env.dir}/webhook-secret\n"
+        hook = f"\n[webhook]\nurl-file = {env.dir}/webhook-url\nsecret-file = {env.dir}/webhook-secret\n"
         cfg = env.config(sim, [("c1", "o1")], extra=hook)
-        files = {"client-secret": 0o644, "refresh-token": 0o640, "webhook-secret": 0o604}
+        files = {"client-secret": 0o644, "refresh-token": 0o640, "webhook-secret": 0o604, "webhook-url": 0o644}
         env.write("webhook-secret", "whsec_" + "c2VjcmV0LWtleQ==" + "\n", 0o600)
+        env.write("webhook-url", "http://127.0.0.1:9/hook\n", 0o600)
         for name, mode in files.items():
             os.chmod(os.path.join(env.dir, name), mode)
         p = run(["-c", cfg, "check-config"])

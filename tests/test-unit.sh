@@ -180,7 +180,8 @@ if prepare provwatch@.service "$template"; then
         expect_key Environment "Environment=PROVWATCH_INSTANCE=%i"
         expect_key LoadCredential "LoadCredential=client-secret:provwatch-%i.client-secret
 LoadCredential=refresh-token:provwatch-%i.refresh-token
-LoadCredential=webhook-secret:provwatch-%i.webhook-secret"
+LoadCredential=webhook-secret:provwatch-%i.webhook-secret
+LoadCredential=webhook-url:provwatch-%i.webhook-url"
 
         # Hardened exactly like the plain unit: apart from what makes an instance, every
         # setting is the same in both.

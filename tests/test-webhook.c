@@ -542,6 +542,90 @@ static void test_window_no_head_of_line_blocking(void **state) {
         ctx_done(&c);
 }
 
+#define N_REJECTED 300u
+
+static size_t count_order_attempts(json_object *log, const char *order) {
+        size_t n = 0;
+        for (size_t i = 0; i < json_object_array_length(log); i++)
+                if (streq(json_str(json_object_array_get_idx(log, i), "order"), order))
+                        n++;
+        return n;
+}
+
+/* the three events of reject300 are through, nothing of the others */
+static bool reject300_delivered(Ctx *c) {
+        return depth(c) == 2 * N_REJECTED;
+}
+
+/* every refused order was attempted again: its first retry is due about 5 s after the first failure,
+ * the second one half a minute later */
+static bool rejected_retried(Ctx *c) {
+        return metrics_webhook(&c->metrics, c->wh.name)->failed >= 2 * N_REJECTED;
+}
+
+/* A receiver that refuses the events of 300 orders (400: a payload it dislikes, retried until
+ * retry-for) must not hold back a 301st order: the rows waiting for their retries hold no slot of
+ * the window that the due events of other orders need. */
+static void test_rejected_orders_hold_back_no_other(void **state) {
+        Ctx c;
+        if (!rx_available)
+                skip();
+        ctx_init(&c, rx.port, TEST_SECRET, "reject");
+        c.wh.retry_for_usec = 3 * USEC_PER_DAY;
+
+        _cleanup_free_ char *control = strdup("{\"mode\":\"status\",\"status\":400,\"orders\":[");
+        for (unsigned o = 0; o < N_REJECTED; o++) {
+                char *next = strdup_printf("%s%s\"reject%u\"", control, o > 0 ? "," : "", o);
+                assert_non_null(next);
+                free(control);
+                control = next;
+        }
+        char *full = strdup_printf("%s]}", control);
+        assert_non_null(full);
+        free(control);
+        control = full;
+        receiver_control(&rx, control);
+
+        for (unsigned k = 0; k < 2; k++)
+                for (unsigned o = 0; o < N_REJECTED; o++) {
+                        char order[16];
+                        snprintf(order, sizeof order, "reject%u", o);
+                        add_event(&c, order, k);
+                }
+        for (unsigned k = 0; k < 3; k++)
+                add_event(&c, "reject300", k);
+
+        uint64_t start = now_monotonic_usec();
+        ctx_start(&c);
+        bool delivered = run_until(&c, reject300_delivered, 30);
+        double waited = (double) (now_monotonic_usec() - start) / 1e6;
+        print_message("reject300: %s after %.1f s\n", delivered ? "delivered" : "still queued", waited);
+        if (!delivered)
+                fail_msg("the events of order reject300 still wait after %.1f s, behind %u refused orders",
+                         waited, N_REJECTED);
+
+        /* the refused orders keep their retry schedule */
+        assert_true(run_until(&c, rejected_retried, 30));
+        receiver_control(&rx, "{\"mode\":\"ok\"}");
+
+        json_object *log = receiver_log(&rx, "reject");
+        for (unsigned o = 0; o < N_REJECTED; o++) {
+                char order[16];
+                snprintf(order, sizeof order, "reject%u", o);
+                assert_int_equal(count_order_attempts(log, order), 2);
+        }
+        unsigned counts[N_REJECTED + 1] = { [N_REJECTED] = 3 };
+        check_log_counts(log, "reject", N_REJECTED + 1, counts, true); /* no event 1 of a refused order */
+        assert_int_equal(count_answered(log, 204), 3);
+        assert_true(count_answered(log, 400) >= 2 * N_REJECTED);
+        json_object_put(log);
+        assert_int_equal(depth(&c), 2 * N_REJECTED);
+        WebhookMetrics *m = metrics_webhook(&c.metrics, "reject");
+        assert_int_equal(m->delivered, 3);
+        assert_int_equal(m->dead_lettered, 0);
+        ctx_done(&c);
+}
+
 static void test_gone_then_reload(void **state) {
         Ctx c;
         if (!rx_available)
@@ -621,6 +705,79 @@ static bool one_attempt_made(Ctx *c) {
         bool made = n > 0 && q[0].attempts == 1 && webhooks_busy(c->w) == 0;
         queued_events_free(q, n);
         return made;
+}
+
+/* A parked event (waiting for its retry) that leaves the queue meanwhile gives its place to the
+ * order's next event. */
+static void test_parked_event_removed(void **state) {
+        Ctx c;
+        QueuedEvent *q = NULL;
+        size_t n = 0;
+        if (!rx_available)
+                skip();
+        ctx_init(&c, rx.port, TEST_SECRET, "unpark");
+        receiver_control(&rx, "{\"mode\":\"status\",\"status\":503,\"retry_after\":1,\"count\":1}");
+        add_event(&c, "unpark0", 0);
+        add_event(&c, "unpark0", 1);
+        ctx_start(&c);
+        assert_true(run_until(&c, one_attempt_made, 30));
+        assert_int_equal(store_queue_list(c.store, "unpark", 0, 1, &q, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(store_queue_delivered(c.store, "unpark", q[0].seq), 0);
+        queued_events_free(q, n);
+
+        assert_true(run_until(&c, all_delivered, 30));
+        json_object *log = receiver_log(&rx, "unpark");
+        assert_int_equal(json_object_array_length(log), 2);
+        assert_int_equal(entry_k(json_object_array_get_idx(log, 0)), 0);
+        assert_int_equal(entry_answered(json_object_array_get_idx(log, 0)), 503);
+        assert_int_equal(entry_k(json_object_array_get_idx(log, 1)), 1);
+        assert_int_equal(entry_answered(json_object_array_get_idx(log, 1)), 204);
+        json_object_put(log);
+        ctx_done(&c);
+}
+
+#define N_WAITING 1100u
+
+static bool only_waiting_left(Ctx *c) {
+        return depth(c) == N_WAITING;
+}
+
+/* After a restart, more orders wait for their retries than one turn of the loop reads: the due event
+ * queued behind them still goes out at once, and until it is found the webhook counts as busy (so
+ * that `once` does not stop waiting). */
+static void test_restart_many_waiting(void **state) {
+        Ctx c;
+        QueuedEvent *q = NULL;
+        size_t n = 0;
+        if (!rx_available)
+                skip();
+        ctx_init(&c, rx.port, TEST_SECRET, "waiting");
+        assert_int_equal(store_begin(c.store), 0);
+        for (unsigned o = 0; o <= N_WAITING; o++) {
+                char order[16];
+                snprintf(order, sizeof order, "waiting%u", o);
+                add_event(&c, order, 0);
+        }
+        assert_int_equal(store_queue_list(c.store, "waiting", 0, 0, &q, &n), 0);
+        assert_int_equal(n, N_WAITING + 1);
+        uint64_t later = now_realtime_usec() + 3600 * USEC_PER_SEC;
+        for (size_t i = 0; i < N_WAITING; i++)
+                assert_int_equal(store_queue_reschedule(c.store, "waiting", q[i].seq, 1, later, "HTTP 400"), 0);
+        queued_events_free(q, n);
+        assert_int_equal(store_commit(c.store), 0);
+
+        ctx_start(&c);
+        assert_true(webhooks_busy(c.w) > 0);
+        assert_true(run_until(&c, only_waiting_left, 30));
+        assert_true(run_until(&c, idle_reported, 5));
+        assert_int_equal(webhooks_busy(c.w), 0);
+        assert_int_equal(webhooks_due_before(c.w, later), N_WAITING);
+        json_object *log = receiver_log(&rx, "waiting");
+        assert_int_equal(json_object_array_length(log), 1);
+        assert_string_equal(json_str(json_object_array_get_idx(log, 0), "order"), "waiting1100");
+        json_object_put(log);
+        ctx_done(&c);
 }
 
 /* What is queued survives a restart with its id and schedule. */
@@ -789,7 +946,10 @@ int main(void) {
                 cmocka_unit_test(test_no_webhooks),
                 cmocka_unit_test(test_deliver_in_order),
                 cmocka_unit_test(test_window_no_head_of_line_blocking),
-                        cmocka_unit_test(test_gone_then_reload),
+                cmocka_unit_test(test_rejected_orders_hold_back_no_other),
+                cmocka_unit_test(test_parked_event_removed),
+                cmocka_unit_test(test_restart_many_waiting),
+                cmocka_unit_test(test_gone_then_reload),
                 cmocka_unit_test(test_dead_letter),
                 cmocka_unit_test(test_restart),
                 cmocka_unit_test(test_transport_error),

@@ -6,13 +6,13 @@ Every POST (other than /_control) is verified as a Standard Webhooks 1.0 deliver
 structured mode and recorded as one JSON line in --log:
 
   {"id", "timestamp", "signature_ok", "type", "subject", "order", "body", "received", "mono",
-   "headers", "answered", "problems"}
+   "path", "headers", "answered", "problems"}
 
 "signature_ok" is null when no secret was given. "problems" lists what else was wrong (empty when
 all is well); "answered" is the HTTP status sent back. "received" is the Unix time of the answer
 (after any hang); "mono" the CLOCK_MONOTONIC time (time.monotonic(), system-wide) at which the
-request had been read, for latencies measured against other processes; "headers" the request
-headers, {name: value}.
+request had been read, for latencies measured against other processes; "path" the request target
+(path and query: any path but /_control is a delivery); "headers" the request headers, {name: value}.
 
 Control, at run time:
   POST /_control {"mode": "ok"}                         answer 204 (the default)
@@ -22,6 +22,8 @@ Control, at run time:
   POST /_control {"hang": 20, ...}                      wait 20 s before answering (combines with any mode)
   POST /_control {"order": "O", ...}                    the behaviour applies to deliveries of order O only
                                                         (data.order_id); others are answered 204
+  POST /_control {"orders": ["O1", "O2"], ...}          the same for a list of orders (with "order", a
+                                                        delivery must match both)
   GET  /_control                                        the current behaviour
   GET  /_control/deliveries                             everything recorded, as a JSON list
 
@@ -74,16 +76,20 @@ class State:
         self.lock = threading.Lock()
         self.deliveries = []
         self.mode = {"mode": "ok"}
+        self.orders = None  # the set of mode["orders"]
 
     def set_mode(self, mode):
         with self.lock:
             self.mode = dict(mode)
+            self.orders = set(mode["orders"]) if "orders" in mode else None  # hundreds of them
 
     def next_answer(self, order):
         """(status, retry_after, hang) for the next delivery; counts down "count"."""
         with self.lock:
             m = self.mode
             if "order" in m and m["order"] != order:
+                return 204, None, 0
+            if self.orders is not None and order not in self.orders:
                 return 204, None, 0
             hang = float(m.get("hang", 0))
             if m.get("mode", "ok") != "status":
@@ -92,7 +98,7 @@ class State:
             if "count" in m:
                 m["count"] = int(m["count"]) - 1
                 if m["count"] <= 0:
-                    self.mode = {"mode": "ok"}
+                    self.mode, self.orders = {"mode": "ok"}, None
             return status, retry_after, hang
 
     def record(self, entry):
@@ -142,6 +148,8 @@ class Handler(BaseHTTPRequestHandler):
                 mode = json.loads(body)
                 if not isinstance(mode, dict) or mode.get("mode", "ok") not in ("ok", "status"):
                     raise ValueError("bad mode")
+                if not isinstance(mode.get("orders", []), list):
+                    raise ValueError("orders is not a list")
             except ValueError as e:
                 self.reply(400, {"error": str(e)})
                 return
@@ -202,6 +210,7 @@ class Handler(BaseHTTPRequestHandler):
             "body": event,
             "received": time.time(),
             "mono": mono,
+            "path": self.path,
             "headers": dict(h.items()),
             "answered": status,
             "problems": problems,

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "http-syntax.h"
 #include "secrets.h"
 #include "webhook.h"
 #include "fuzz.h"
@@ -52,6 +53,14 @@ static const struct {
         { "credentials/webhook-ops-secret", "whsec_U2VDckV0LWNyZWRlbnRpYWwtb3Bz\n", 0600 },
         { "credentials/webhook-broken-secret", "whsec_***\n", 0600 },
         { "credentials/webhook-empty-secret", "", 0600 },
+        /* webhook URLs holding their credential (url-file, webhook-NAME-url): shown masked only */
+        { "hook.url", "  https://hooks.example.com/services/T0AB/B0CD/" SECRET_MARK "x42?sig=" SECRET_MARK " \n"
+                      "https://second.example.com/" SECRET_MARK "\n", 0600 },
+        { "not-a.url", "ftp://" SECRET_MARK "/\n", 0600 },
+        { "credentials/webhook-teams-url",
+          "https://h.example.com:443/workflows/0123456789abcdef/triggers/manual/paths/invoke?api-version=1&sig="
+          SECRET_MARK "\n", 0600 },
+        { "credentials/webhook-badurl-url", SECRET_MARK "-not-a-url\n", 0600 },
 };
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
@@ -193,6 +202,10 @@ static void fuzz_value_parsers(const uint8_t *data, size_t size) {
         (void) parse_boolean(s);
         if (parse_unsigned(s, 1000, &u) == 0)
                 fuzz_assert(u <= 1000);
+
+        char *masked = url_mask(s);
+        fuzz_assert(masked && strlen(masked) <= strlen(s) + 15);
+        free(masked);
 
         char *key = NULL;
         size_t key_size = 0;
