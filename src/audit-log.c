@@ -258,6 +258,55 @@ uint64_t audit_log_start(uint64_t cursor_usec, uint64_t now_usec, bool *ret_clam
 
 /* ---- the sweep's lists ---- */
 
+/* The sweep's lists are collections of objects with an "id": each one whose id is an id this daemon
+ * can use goes through fill into the next element of an array of elem_size bytes. */
+typedef int (*FillFn)(json_object *o, const char *id, void *elem);
+
+static int parse_id_list(const char *body, size_t size, size_t elem_size, FillFn fill, void (*free_list)(void *, size_t),
+                         void **ret, size_t *ret_n, PcPage *page, const char **reason) {
+        _cleanup_(json_object_putp) json_object *root = NULL;
+        json_object *items;
+        int r = pc_parse_collection(body, size, &root, &items, page, reason);
+        if (r < 0)
+                return r;
+        size_t n = json_object_array_length(items), k = 0;
+        char *list = calloc(n ? n : 1, elem_size);
+        if (!list)
+                r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                json_object *o = json_object_array_get_idx(items, i);
+                const char *id = string_member(o, "id");
+                if (!id_is_valid(id))
+                        continue; /* not something this daemon could ask about */
+                r = fill(o, id, list + k++ * elem_size);
+        }
+        if (r < 0) {
+                if (list)
+                        free_list(list, k);
+                if (page)
+                        pc_page_done(page);
+                return r;
+        }
+        *ret = list;
+        *ret_n = k;
+        return 0;
+}
+
+static int fill_customer_order(json_object *o, const char *id, void *elem) {
+        CustomerOrder *c = elem;
+        c->pending = string_member_is(o, "status", "pending");
+        c->order_id = strdup(id);
+        c->names = order_names_new();
+        if (!c->order_id || !c->names)
+                return -ENOMEM;
+        return names_from_line_items(c->names, json_get(o, "lineItems"), "lineItemNumber", "offerId", "friendlyName",
+                                     "quantity");
+}
+
+static void customer_orders_free_void(void *l, size_t n) {
+        customer_orders_free(l, n);
+}
+
 void customer_orders_free(CustomerOrder *o, size_t n) {
         for (size_t i = 0; o && i < n; i++) {
                 free(o[i].order_id);
@@ -268,37 +317,20 @@ void customer_orders_free(CustomerOrder *o, size_t n) {
 
 int pc_parse_customer_orders(const char *body, size_t size, CustomerOrder **ret, size_t *ret_n, PcPage *page,
                              const char **reason) {
-        _cleanup_(json_object_putp) json_object *root = NULL;
-        json_object *items;
-        int r = pc_parse_collection(body, size, &root, &items, page, reason);
-        if (r < 0)
-                return r;
-        size_t n = json_object_array_length(items), k = 0;
-        CustomerOrder *list = calloc(n ? n : 1, sizeof *list);
-        if (!list)
-                goto oom;
-        for (size_t i = 0; i < n; i++) {
-                json_object *o = json_object_array_get_idx(items, i);
-                const char *id = string_member(o, "id");
-                if (!id_is_valid(id))
-                        continue; /* not an order this daemon could poll */
-                CustomerOrder *c = &list[k++];
-                c->pending = string_member_is(o, "status", "pending");
-                c->order_id = strdup(id);
-                c->names = order_names_new();
-                if (!c->order_id || !c->names ||
-                    names_from_line_items(c->names, json_get(o, "lineItems"), "lineItemNumber", "offerId",
-                                          "friendlyName", "quantity") < 0)
-                        goto oom;
-        }
-        *ret = list;
-        *ret_n = k;
-        return 0;
-oom:
-        customer_orders_free(list, k);
-        if (page)
-                pc_page_done(page);
-        return -ENOMEM;
+        return parse_id_list(body, size, sizeof(CustomerOrder), fill_customer_order, customer_orders_free_void,
+                             (void **) ret, ret_n, page, reason);
+}
+
+static int fill_customer(json_object *o, const char *id, void *elem) {
+        Customer *c = elem;
+        const char *name = string_member(json_get(o, "companyProfile"), "companyName");
+        c->id = strdup(id);
+        c->name = name ? strdup(name) : NULL;
+        return !c->id || (name && !c->name) ? -ENOMEM : 0;
+}
+
+static void customers_free_void(void *l, size_t n) {
+        customers_free(l, n);
 }
 
 void customers_free(Customer *c, size_t n) {
@@ -311,35 +343,6 @@ void customers_free(Customer *c, size_t n) {
 
 int pc_parse_customers(const char *body, size_t size, Customer **ret, size_t *ret_n, PcPage *page,
                        const char **reason) {
-        _cleanup_(json_object_putp) json_object *root = NULL;
-        json_object *items;
-        int r = pc_parse_collection(body, size, &root, &items, page, reason);
-        if (r < 0)
-                return r;
-        size_t n = json_object_array_length(items), k = 0;
-        Customer *list = calloc(n ? n : 1, sizeof *list);
-        if (!list)
-                goto oom;
-        for (size_t i = 0; i < n; i++) {
-                json_object *o = json_object_array_get_idx(items, i);
-                const char *id = string_member(o, "id");
-                if (!id_is_valid(id))
-                        continue;
-                const char *name = string_member(json_get(o, "companyProfile"), "companyName");
-                list[k].id = strdup(id);
-                list[k].name = name ? strdup(name) : NULL;
-                if (!list[k].id || (name && !list[k].name)) {
-                        k++;
-                        goto oom;
-                }
-                k++;
-        }
-        *ret = list;
-        *ret_n = k;
-        return 0;
-oom:
-        customers_free(list, k);
-        if (page)
-                pc_page_done(page);
-        return -ENOMEM;
+        return parse_id_list(body, size, sizeof(Customer), fill_customer, customers_free_void, (void **) ret, ret_n,
+                             page, reason);
 }

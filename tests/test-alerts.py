@@ -19,11 +19,10 @@ import os
 import re
 import secrets
 import signal
-import socket
 import sqlite3
 import time
 
-from harness import (HERE, Daemon, Env, Failure, Sim, WebhookReceiver, check, main, run, wait_until)
+from harness import (HERE, Daemon, Env, Failure, Sim, WebhookReceiver, check, closed_port, main, run, wait_until)
 
 FIXTURES = os.path.join(HERE, "fixtures")
 ACCESS_TOKEN = re.compile(r"at-\d+-[0-9a-f]{16}")
@@ -96,13 +95,6 @@ def status_json(cfg: str) -> dict:
     check(p.returncode == 0, f"status --json exited {p.returncode}: {p.stderr}")
     return json.loads(p.stdout)
 
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def kill(d: Daemon) -> None:

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "snapshot-desc.h"
+
 #include "diff.h"
 
 static char *const terminal[] = { "fulfilled", "unfulfilled", NULL };
@@ -34,30 +36,8 @@ static Diff diff(const Snapshot *old, const Snapshot *new) {
         return d;
 }
 
-/* Snapshot from a compact description: "0:status:q1=3,q2=2 1:status". */
 static Snapshot *snap(const char *desc) {
-        Snapshot *s = snapshot_new();
-        _cleanup_free_ char *copy = strdup(desc);
-        char *save = NULL;
-
-        assert_non_null(s);
-        for (char *tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-                const char *qs[8];
-                int64_t qn[8];
-                size_t n_q = 0;
-                char *number = strsep(&tok, ":"), *status = strsep(&tok, ":"), *quantities = tok;
-                for (char *q; quantities && (q = strsep(&quantities, ","));) {
-                        char *eq = strchr(q, '=');
-                        assert_non_null(eq);
-                        *eq = 0;
-                        qs[n_q] = q;
-                        qn[n_q++] = strtoll(eq + 1, NULL, 10);
-                }
-                assert_int_equal(snapshot_add_item(s, strtoll(number, NULL, 10), true, strtoll(number, NULL, 10), status,
-                                                   qs, qn, n_q),
-                                 0);
-        }
-        return s;
+        return snapshot_from_desc(desc, true);
 }
 
 static void assert_event(const Event *e, EventType type, int64_t number, const char *old_status, const char *new_status) {

@@ -7,10 +7,9 @@ import collections
 import math
 import os
 import re
-import socket
 import time
 
-from harness import Daemon, Env, Failure, Sim, check, main, wait_until
+from harness import Daemon, Env, Failure, Sim, check, closed_port, main, wait_until
 
 SCENARIO = {"orders": [
     {"customer": "c1", "order": "settled", "manual": True, "line_items": [
@@ -192,13 +191,6 @@ def read_file(path: str):
     finally:
         os.close(fd)
 
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_textfile():

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <cmocka.h>
 
+#include "snapshot-desc.h"
+
 #include "order-state.h"
 
 static char *const terminal[] = { "fulfilled", "unfulfilled", NULL };
@@ -38,26 +40,7 @@ typedef struct Case {
 } Case;
 
 static Snapshot *snap(const char *desc) {
-        Snapshot *s = snapshot_new();
-        _cleanup_free_ char *copy = strdup(desc);
-        char *save = NULL;
-
-        assert_non_null(s);
-        for (char *tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-                const char *qs[8];
-                int64_t qn[8];
-                size_t n_q = 0;
-                char *number = strsep(&tok, ":"), *status = strsep(&tok, ":"), *quantities = tok;
-                for (char *q; quantities && (q = strsep(&quantities, ","));) {
-                        char *eq = strchr(q, '=');
-                        assert_non_null(eq);
-                        *eq = 0;
-                        qs[n_q] = q;
-                        qn[n_q++] = strtoll(eq + 1, NULL, 10);
-                }
-                assert_int_equal(snapshot_add_item(s, strtoll(number, NULL, 10), false, 0, status, qs, qn, n_q), 0);
-        }
-        return s;
+        return snapshot_from_desc(desc, false);
 }
 
 static const char *short_type(EventType t) {

@@ -8,11 +8,10 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import time
 
-from harness import Daemon, Env, Sim, check, main, run, run_once
+from harness import Daemon, Env, Sim, check, closed_port, main, run, run_once
 
 SCENARIO = {"orders": [
     {"customer": "c1", "order": "o1", "manual": True, "line_items": [
@@ -35,14 +34,6 @@ WEBHOOK_TOKEN = "Bearer hook-token-must-not-leak"
 WEBHOOK_SECRET = "whsec_c3RhdHVzLXRlc3Qtd2ViaG9vay1zZWNyZXQ="
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
-
-def closed_port() -> int:
-    """A loopback port nobody listens on: deliveries there are refused at once."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def webhook_section(name: str, env: Env) -> str:

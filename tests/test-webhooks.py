@@ -18,7 +18,8 @@ import socket
 import threading
 import time
 
-from harness import Daemon, Env, Failure, Sim, WebhookReceiver, check, main, run, run_once, wait_until
+from harness import (Daemon, Env, Failure, Sim, WebhookReceiver, check, closed_port, main, run, run_once,
+                     wait_until)
 
 INTERVAL = "200ms"  # poll interval: events follow a simulator change within a few hundred ms
 
@@ -33,14 +34,6 @@ def three_steps(order: str) -> dict:
 
 SCENARIO = {"orders": [three_steps(f"o{i}") for i in range(1, 7)]}
 
-
-def closed_port() -> int:
-    """A loopback port nobody listens on: connections are refused at once."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def webhook(name: str, url: str, *headers: str, **keys: str) -> str:
