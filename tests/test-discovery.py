@@ -41,7 +41,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-from urllib.parse import quote
 
 from harness import (Daemon, Env, Failure, Sim, WebhookReceiver, check, main, provwatch_binary, run,
                      wait_until)
@@ -539,7 +538,8 @@ def test_lookback_on_first_start():
         check(d.stop() == 0, "clean exit")
         check_discovered_once(d.all_events, want, "lookback 89d")
         first = log_reads(sim)[0]
-        check(first["query"]["startDate"] in {utc_date(first["wall"] - 89 * DAY), utc_date(first["wall"] - 5 - 89 * DAY)},
+        check(first["query"]["startDate"] in {utc_date(first["wall"] - 89 * DAY),
+                                              utc_date(first["wall"] - 5 - 89 * DAY)},
               f"startDate with lookback 89d: {first['query']['startDate']}")
         today = datetime.date.fromisoformat(sim.control("GET", "clock")["today"])
         for r in api_requests(sim, "auditrecords"):
