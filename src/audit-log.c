@@ -91,24 +91,35 @@ static int names_from_line_items(OrderNames *names, json_object *items, const ch
         return 0;
 }
 
-/* customizedData's OfferId-N, SubscriptionName-N, Quantity-N, when there is no order JSON. */
+/* customizedData's OfferId-N, SubscriptionName-N, Quantity-N, when there is no order JSON: one pass
+ * over the entries, whatever their number or order. */
 static int names_from_customized(OrderNames *names, json_object *record) {
-        for (int64_t n = 0; n < 1000; n++) {
-                char k_offer[32], k_name[32], k_quantity[32];
-                snprintf(k_offer, sizeof k_offer, "OfferId-%" PRIi64, n);
-                snprintf(k_name, sizeof k_name, "SubscriptionName-%" PRIi64, n);
-                snprintf(k_quantity, sizeof k_quantity, "Quantity-%" PRIi64, n);
-                const char *offer = customized(record, k_offer), *name = customized(record, k_name),
-                           *quantity = customized(record, k_quantity);
-                if (!offer && !name && !quantity)
-                        break;
-                int64_t q = quantity && *quantity && strspn(quantity, "0123456789") == strlen(quantity) &&
-                                            strlen(quantity) < 19
-                                    ? strtoll(quantity, NULL, 10)
-                                    : -1;
-                int r = order_names_set_item(names, n, offer, name, q);
-                if (r < 0)
-                        return r;
+        static const char *const prefixes[] = { "OfferId-", "SubscriptionName-", "Quantity-" };
+        json_object *a = json_get(record, "customizedData");
+        size_t n = json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
+
+        for (size_t i = 0; i < n; i++) {
+                json_object *kv = json_object_array_get_idx(a, i);
+                const char *k = string_member(kv, "key"), *v = string_member(kv, "value");
+                if (!k || !v)
+                        continue;
+                for (size_t p = 0; p < ELEMENTSOF(prefixes); p++) {
+                        size_t l = strlen(prefixes[p]);
+                        if (strncasecmp(k, prefixes[p], l) != 0 || k[l] < '0' || k[l] > '9' ||
+                            strspn(k + l, "0123456789") != strlen(k + l) || strlen(k + l) > 6)
+                                continue;
+                        int64_t number = strtoll(k + l, NULL, 10);
+                        const LineItemName *old = order_names_find(names, number);
+                        int64_t q = old ? old->quantity : -1;
+                        if (p == 2) {
+                                if (*v && strspn(v, "0123456789") == strlen(v) && strlen(v) < 19)
+                                        q = strtoll(v, NULL, 10);
+                        }
+                        int r = order_names_set_item(names, number, p == 0 ? v : old ? old->offer_id : NULL,
+                                                     p == 1 ? v : old ? old->friendly_name : NULL, q);
+                        if (r < 0)
+                                return r;
+                }
         }
         return 0;
 }
@@ -141,9 +152,11 @@ static int parse_record(json_object *o, size_t index, AuditRecord *rec) {
         /* every record's date moves the cursor, whether it is used or not */
         if (!date || parse_rfc3339(date, &rec->operation_usec) < 0)
                 rec->operation_usec = 0;
-        rec->label = id ? strdup_printf("'%s'", id)
-                        : strdup_printf("#%zu on the page (customer '%s', %s)", index + 1, customer ? customer : "?",
-                                        date ? date : "no date");
+        char e1[ESCAPE_BUF], e2[ESCAPE_BUF];
+        rec->label = id ? strdup_printf("'%s'", escape_message(e1, id, false))
+                        : strdup_printf("#%zu on the page (customer '%s', %s)", index + 1,
+                                        customer ? escape_message(e1, customer, false) : "?",
+                                        date ? escape_message(e2, date, false) : "no date");
         if (!rec->label)
                 return -ENOMEM;
 

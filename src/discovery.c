@@ -44,6 +44,7 @@ struct Discovery {
         Hashmap *batch_keys;   /* of batch, so that a record on two pages counts once */
         bool committing;
         bool gap_logged;
+        uint64_t lookback_start; /* realtime: on a first read, older records are only marked as read */
 
         /* the sweep */
         SweepPhase sweep_phase;
@@ -200,7 +201,10 @@ static int take_record(Discovery *d, AuditRecord *rec) {
         int r = store_seen_has(d->store, rec->key);
         if (r != 0)
                 return r < 0 ? r : 0; /* processed before */
-        if (rec->verdict == AUDIT_UNUSABLE) {
+        if (d->cursor_usec == 0 && rec->operation_usec > 0 && rec->operation_usec < d->lookback_start) {
+                /* the read begins at the start of the lookback's day: what is older than lookback is
+                 * marked as read, so that no later read takes it for new */
+        } else if (rec->verdict == AUDIT_UNUSABLE) {
                 log_warning("Skipping activity log record %s: %s.", rec->label, rec->why);
         } else if (!customer_wanted(d, rec->customer_id)) {
                 log_debug("Activity log record %s: customer '%s' is not in [discovery] customers.", rec->label,
@@ -231,6 +235,9 @@ static void on_log_answer(PcCall *call, const PcAnswer *a, void *userdata) {
         }
         if (a->status == 429) {
                 /* the client paused every request; read again when the pause ends */
+                log_warning("Reading the activity log was throttled (HTTP 429) (MS-CorrelationId %s, MS-RequestId %s%s%s); "
+                            "reading it again after the pause.",
+                            a->correlation_id, a->request_id, a->ms_cv ? ", MS-CV " : "", a->ms_cv ? a->ms_cv : "");
                 read_reset(d);
                 d->next_read = now_monotonic_usec();
                 return;
@@ -272,6 +279,7 @@ bool discovery_pull_log(Discovery *d, uint64_t now, uint64_t *ret_wake) {
         }
         uint64_t now_rt = now_realtime_usec();
         uint64_t from = d->cursor_usec ? d->cursor_usec : now_rt - d->config->discovery_lookback_usec;
+        d->lookback_start = d->cursor_usec ? 0 : from;
         bool clamped;
         uint64_t start = audit_log_start(from, now_rt, &clamped);
         if (clamped && d->cursor_usec && !d->gap_logged) {

@@ -287,6 +287,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 static void on_status_timer(uv_timer_t *t) {
         Manager *m = t->data;
+        manager_forget_settled(m);
         manager_update_status(m);
         manager_check_budget(m);
 }
@@ -357,10 +358,10 @@ int manager_new(uv_loop_t *loop, Config *config, const ManagerOptions *options, 
         if (r < 0)
                 return log_error_errno(r, "Cannot set up webhooks: %m");
         webhooks_set_idle_callback(m->webhooks, on_webhooks_idle, m);
-        manager_forget_settled(m);
         r = manager_apply_orders(m, NULL, 0);
         if (r < 0)
                 return r;
+        manager_forget_settled(m);
         manager_forget_orders_dir_orders(config);
         m->once_remaining = m->orders.n_watched;
         return 0;

@@ -80,4 +80,5 @@ int orders_set_configured(Orders *t, const OrderRef *a, size_t n_a, const OrderR
 bool orders_update_watched(Orders *t, Order *x);
 
 #define ORDERS_FOREACH(x, t) \
-        for (Order **_p = (t)->all, *x; _p < (t)->all + (t)->n && ((x = *_p), true); _p++)
+        for (size_t _i = 0; _i < (t)->n; _i++) \
+                for (Order *x = (t)->all[_i]; x; x = NULL)
