@@ -259,7 +259,7 @@ static void start_poll(Manager *m, Order *x) {
                 };
                 x->keep_request_id = false;
                 x->busy = true;
-                r = poller_start(m->poller, &t, on_poll_done, job, NULL);
+                r = poller_start(m->poller, &t, on_poll_done, free, job, NULL);
         }
         if (r < 0) {
                 log_error_errno(r, "Cannot start polling order '%s': %m", x->row.order_id);

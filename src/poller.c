@@ -18,6 +18,7 @@ struct Poll {
         uint8_t digest[POLL_DIGEST_SIZE];
         bool has_digest;
         PollDoneFn done;
+        PollAbandonFn abandon;
         void *userdata;
         Poll *prev, *next;
 };
@@ -45,9 +46,15 @@ static void poll_free(Poll *poll) {
         free(poll);
 }
 
+static void poll_abandon(Poll *poll) {
+        if (poll->abandon)
+                poll->abandon(poll->userdata);
+        poll_free(poll);
+}
+
 void poll_cancel(Poll *poll) {
         if (poll)
-                poll_free(poll);
+                poll_abandon(poll);
 }
 
 /* What an answer means depends on its bytes and on the terminal statuses (for "settled"); the digest
@@ -187,7 +194,8 @@ static void on_answer(PcCall *call, const PcAnswer *pa, void *userdata) {
         }
 }
 
-int poller_start(Poller *p, const PollTarget *t, PollDoneFn done, void *userdata, Poll **ret) {
+int poller_start(Poller *p, const PollTarget *t, PollDoneFn done, PollAbandonFn abandon, void *userdata,
+                 Poll **ret) {
         Poll *poll = calloc(1, sizeof *poll);
         if (!poll)
                 return -ENOMEM;
@@ -242,7 +250,7 @@ Poller *poller_free(Poller *p) {
         if (!p)
                 return NULL;
         while (p->polls)
-                poll_free(p->polls);
+                poll_abandon(p->polls);
         EVP_MD_CTX_free(p->ctx);
         EVP_MD_free(p->sha256);
         free(p);

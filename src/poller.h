@@ -38,6 +38,9 @@ typedef struct Poll Poll;
 
 /* Called once per poll; the poll is freed when it returns. */
 typedef void (*PollDoneFn)(PollAnswer *answer, void *userdata);
+/* Called instead when the poll is abandoned (poll_cancel(), poller_free()): userdata is the caller's
+ * to release. */
+typedef void (*PollAbandonFn)(void *userdata);
 
 typedef struct PollTarget {
         const char *customer_id;
@@ -53,6 +56,7 @@ void poller_set_config(Poller *p, const Config *config);
 
 /* The poll's first request waits for the client's gate like any other; *ret (may be NULL) is set
  * before anything else happens, and stays valid until the callback returns. */
-int poller_start(Poller *p, const PollTarget *target, PollDoneFn done, void *userdata, Poll **ret);
-/* Abandons a poll: its callback is not called. */
+int poller_start(Poller *p, const PollTarget *target, PollDoneFn done, PollAbandonFn abandon, void *userdata,
+                 Poll **ret);
+/* Abandons a poll: its done callback is not called, its abandon callback is (when not NULL). */
 void poll_cancel(Poll *poll);

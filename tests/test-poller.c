@@ -215,7 +215,7 @@ static bool on_pull(void *userdata, uint64_t now, uint64_t *ret_wake) {
         Ctx *c = userdata;
         if (c->next_target >= c->n_targets || c->next_target > c->done)
                 return false;
-        assert_int_equal(poller_start(c->poller, &c->targets[c->next_target++], on_done, c, NULL), 0);
+        assert_int_equal(poller_start(c->poller, &c->targets[c->next_target++], on_done, NULL, c, NULL), 0);
         return true;
 }
 
