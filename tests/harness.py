@@ -122,9 +122,11 @@ class Sim:
 def overlapping_requests(requests: list[dict], restarts: tuple = ()) -> list[tuple[dict, dict]]:
     """Pairs (earlier, later) of provisioning-status requests of one order where the later one
     arrived at the simulator before the earlier one's answer was done ("done_mono"; None: never
-    done): two polls of one order in flight at once. `restarts` are monotonic times at which the
-    daemon was killed or stopped: a request it abandoned then may still be in flight when the next
-    run polls the order again, so pairs on both sides of a restart are left out."""
+    done): two polls of one order in flight at once. `restarts` are pairs (ended, started) of
+    monotonic times: a run of the daemon was killed or stopped, and the next one started (the same
+    time again after the last run). A request the ended run abandoned may still be in flight when
+    the next run polls the order again, so pairs on both sides of a restart are left out: the
+    earlier request arrived before the next run started, the later one after the end."""
     by_order: dict = {}
     for r in requests:
         if r.get("op") == "provisioningstatus" and r.get("order"):
@@ -136,7 +138,7 @@ def overlapping_requests(requests: list[dict], restarts: tuple = ()) -> list[tup
             for earlier in reqs[:i]:
                 done = earlier["done_mono"]
                 if (done is None or later["mono"] < done) and \
-                        not any(earlier["mono"] <= t <= later["mono"] for t in restarts):
+                        not any(earlier["mono"] <= started and later["mono"] >= ended for ended, started in restarts):
                     out.append((earlier, later))
     return out
 
