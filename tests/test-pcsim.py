@@ -600,7 +600,8 @@ class PcsimTest(unittest.TestCase):
         before = s.ok("GET", "/changes")["next"]
         self.fault(kind="slow", delay=0.5, count=1)
         got: list[tuple[bytes, float]] = []
-        t = threading.Thread(target=lambda: got.append((s.api("c8", "ci", at)[2], time.monotonic())))
+        t = threading.Thread(
+            target=lambda: got.append((s.api("c8", "ci", at)[2], time.monotonic())))
         t.start()
         pending = wait_for(lambda: s.ok("GET", f"/requests?since={since}&kind=api")["requests"],
                            5, "the slow request recorded")
