@@ -4,10 +4,12 @@
 Eight orders change through random states in the simulator (statuses and quantity maps; line item
 1 of two orders comes and goes) while `provwatch run` polls them every second. Answers are at
 random slow, 5xx, 429 (with and without Retry-After) or reset; the webhook receiver answers 500 for
-a moment, 503 with Retry-After for a while, or hangs; and at random moments the daemon gets SIGHUP
-(sometimes with an order added to or removed from the configuration file), orders-dir files are
-added, removed or rewritten, and the daemon is killed (SIGKILL) and started again. Three orders of
-the configuration file and one of a core orders-dir file stay watched throughout.
+a moment, 503 with Retry-After for a while, or hangs. At random moments the daemon gets SIGHUP
+(sometimes with an order added to or removed from the configuration file); is frozen for a moment
+(SIGSTOP, then SIGCONT) while answers arrive, maybe with a SIGHUP or an orders-dir file rewritten
+meanwhile; orders-dir files are added, removed or rewritten; and the daemon is killed (SIGKILL)
+and started again. Three orders of the configuration file and one of a core orders-dir file stay
+watched throughout.
 
 Then the faults stop, every order is watched again and the daemon runs until its store holds the
 simulator's final state of every order and the webhook queue is empty; it is stopped with SIGTERM.
@@ -30,15 +32,15 @@ any run:
 
 Random choices come from one seed, printed at the start; PROVWATCH_CHAOS_SEED=N replays them (the
 interleaving with the daemon's own timing differs from run to run). PROVWATCH_CHAOS_SECONDS sets
-the length of the chaos phase (default 75). PROVWATCH_CHAOS_KEEP=1 keeps the scratch directory
-(logs of every run, the simulator's) even when the test passes. With an ASan build, detected from the binary, waits and
-margins are three times longer. The scratch directory of a failed run is kept and named."""
+the length of the chaos phase (default 75 s; 60 s with an ASan build, detected from the binary,
+where waits and margins are also three times longer). The scratch directory (the logs of every
+run and of the simulator) of a failed run is kept and named; PROVWATCH_CHAOS_KEEP=1 keeps it
+always."""
 
 import bisect
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import threading
@@ -260,6 +262,11 @@ def plan_actions(rng: random.Random, duration: float) -> list[tuple[float, str, 
         t += rng.uniform(8, 22)
     for _ in range(int(duration / 10)):
         acts.append((rng.uniform(1, duration - 2), "hup", {"toggle": rng.random() < 0.5}))
+    # the daemon frozen for a moment (SIGSTOP) while answers arrive, told to reload meanwhile or not:
+    # after SIGCONT it finds the answers and the reload in one go
+    for _ in range(int(duration / 8)):
+        acts.append((rng.uniform(1, duration - 4), "freeze", {"for": rng.uniform(0.3, 2.5), "hup": rng.random() < 0.6,
+                                                              "dir": rng.random() < 0.3}))
     for _ in range(int(duration / 6)):
         acts.append((rng.uniform(1, duration - 2), "dir", {"file": rng.choice(sorted(DIR_TOGGLED) + ["core.list"]),
                                                            "op": rng.choice(["toggle", "toggle", "rewrite"])}))
@@ -282,7 +289,7 @@ def plan_actions(rng: random.Random, duration: float) -> list[tuple[float, str, 
             if t > duration - 15 or quiet.get(o, -1e9) > t - 25:
                 continue
             quiet[o] = t
-            spec = {"kind": kind, "order": o, "count": rng.choice([1, 1, 2])}
+            spec = {"kind": kind, "order": o, "count": rng.choice([1, 2])}  # 2: order.fetch_failed
             if kind == "status":
                 spec["status"] = rng.choice([500, 502, 503])
                 if spec["status"] == 503 and rng.random() < 0.5:
@@ -328,7 +335,7 @@ def chain_fits(truth: list, required: set, reported: list) -> bool:
 
 def test_chaos():
     seed = int(os.environ.get("PROVWATCH_CHAOS_SEED") or random.randrange(1 << 30))
-    duration = seconds_env("PROVWATCH_CHAOS_SECONDS", 75)
+    duration = seconds_env("PROVWATCH_CHAOS_SECONDS", 75 if SLOW == 1 else 60)
     print(f"seed {seed} (PROVWATCH_CHAOS_SEED={seed} to replay), {duration:.0f} s of chaos"
           f"{', ASan build: waits x3' if SLOW > 1 else ''}", flush=True)
     rng = random.Random(seed)
@@ -371,7 +378,8 @@ def test_chaos():
         runs = Runs(env, cfg)
         runs.start()
         runs.wait_ready()
-        counts = {"kill": 0, "hup": 0, "dir": 0, "fault": 0, "hook": 0}
+        counts = {"kill": 0, "hup": 0, "freeze": 0, "dir": 0, "fault": 0, "hook": 0}
+        freezes: list[tuple[float, float]] = []  # (SIGSTOP, SIGCONT), monotonic
 
         t0 = time.monotonic()
         for at, what, p in actions:
@@ -383,6 +391,20 @@ def test_chaos():
                 runs.kill()
                 time.sleep(p["down"])  # down for a random while
                 runs.start()
+            elif what == "freeze":
+                runs.wait_ready()
+                stopped = time.monotonic()
+                runs.proc.send_signal(signal.SIGSTOP)
+                try:
+                    time.sleep(p["for"] / 2)  # frozen for a random while
+                    if p["hup"]:
+                        runs.proc.send_signal(signal.SIGHUP)
+                    if p["dir"]:
+                        write_atomic(os.path.join(odir, "core.list"), list_text(DIR_CORE["core.list"], rng))
+                    time.sleep(p["for"] / 2)
+                finally:
+                    runs.proc.send_signal(signal.SIGCONT)
+                freezes.append((stopped, time.monotonic()))
             elif what == "hup":
                 runs.wait_ready()
                 if p["toggle"]:
@@ -438,6 +460,7 @@ def test_chaos():
         check(all(key(states[o][n]) == final[(o, n)] for o, n in final), "the simulator holds the states set")
 
         def settled():
+            check(runs.proc.poll() is None, f"the last run exited with {runs.proc.returncode}:\n{runs.log()[-3000:]}")
             p = run(["-c", cfg, "status", "--json"], timeout=30 * SLOW)
             if p.returncode != 0:
                 return False
@@ -445,7 +468,7 @@ def test_chaos():
             stored = {(o["order_id"], li["line_item_number"]): key(li) for o in st["orders"]
                       for li in (o["line_items"] or [])}
             same = all(stored.get(k) == v for k, v in final.items())
-            return same and all(w["queue_depth"] == 0 for w in st["webhooks"]) and runs.proc.poll() is None
+            return same and all(w["queue_depth"] == 0 for w in st["webhooks"])
 
         t_settle = time.monotonic()
         wait_until(settled, 90 * SLOW, "the store to hold every final state and the webhook queue to drain",
@@ -484,8 +507,12 @@ def test_chaos():
         n_required = 0
         for r in requests:
             if r["op"] != "provisioningstatus" or r["status"] != 200 or set(r["faults"]) - {"slow"} \
-                    or r["done_mono"] is None or r["done_mono"] - r["mono"] > PC_TIMEOUT - 2:
-                continue  # no answer, another answer than the order's state, or the daemon may have given up
+                    or r["done_mono"] is None:
+                continue  # no answer, or another answer than the order's state
+            # the daemon may have given up waiting (also when it was frozen while the answer came)
+            seen_at = max([r["done_mono"]] + [b for a, b in freezes if a <= r["done_mono"] + margin and b >= r["mono"]])
+            if seen_at - r["mono"] > PC_TIMEOUT - 2:
+                continue
             # processed for sure: no restart from shortly before the request to shortly after its answer
             start, end = r["mono"] - margin, r["done_mono"] + margin
             if any(start <= b and a <= end for a, b in runs.restarts()) or not watch.sure(r["order"], start, end):
@@ -588,13 +615,18 @@ def test_chaos():
                 if ids != sorted(ids, key=position.get):
                     problems.append(f"run {i}: events of {o} printed in another order than delivered")
 
+        types: dict[str, int] = {}
+        for ev in stream:
+            t = ev["type"].replace("provwatch.", "")
+            types[t] = types.get(t, 0) + 1
         n_changes = len(changes)
         n_li = sum(len(c) for c in chains.values())
-        print(f"  {counts['kill']} kills, {counts['hup']} reloads, {counts['dir']} orders-dir changes, "
+        print(f"  {counts['kill']} kills, {counts['hup']} reloads, {counts['freeze']} freezes, "
+              f"{counts['dir']} orders-dir changes, "
               f"{counts['fault']} API faults, {counts['hook']} receiver changes; {n_changes} simulator changes, "
               f"{len(requests)} requests ({n_required} answers pinning the chains), {len(stream)} events "
-              f"delivered ({n_li} line-item events), {n_printed} printed; settled in {settle_took:.1f}s",
-              flush=True)
+              f"delivered ({', '.join(f'{n} {t}' for t, n in sorted(types.items()))}), {n_printed} printed; "
+              f"settled in {settle_took:.1f}s", flush=True)
         check(not problems, f"{len(problems)} problems (seed {seed}, files in {env.dir}):\n" +
               "\n".join(problems[:40]))
         check(n_changes > duration and n_li > len(truth) * 3 and n_required > duration,
