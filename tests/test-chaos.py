@@ -3,8 +3,9 @@
 
 Eight orders change through random states in the simulator (statuses and quantity maps; line item
 1 of two orders comes and goes) while `provwatch run` polls them every second. Answers are at
-random slow, 5xx, 429 (with and without Retry-After) or reset; the webhook receiver answers 500 for
-a moment, 503 with Retry-After for a while, or hangs. At random moments the daemon gets SIGHUP
+random slow, 5xx, 429 (with and without Retry-After), reset or paged (a poll then takes two
+requests); now and then every access token expires (401, then a new token). The webhook receiver
+answers 500 for a moment, 503 with Retry-After for a while, or hangs. At random moments the daemon gets SIGHUP
 (sometimes with an order added to or removed from the configuration file); is frozen for a moment
 (SIGSTOP, then SIGCONT) while answers arrive, maybe with a SIGHUP or an orders-dir file rewritten
 meanwhile; orders-dir files are added, removed or rewritten; and the daemon is killed (SIGKILL)
@@ -12,7 +13,8 @@ and started again. Three orders of the configuration file and one of a core orde
 watched throughout.
 
 Then the faults stop, every order is watched again and the daemon runs until its store holds the
-simulator's final state of every order and the webhook queue is empty; it is stopped with SIGTERM.
+simulator's final state of every order, no order is failing and the webhook queue is empty; it is
+stopped with SIGTERM.
 Checked, over every event delivered to the receiver (the durable record) and every event printed by
 any run:
 - per line item, the delivered events form one chain: each event starts from the state the
@@ -22,8 +24,8 @@ any run:
   (the order was watched and the daemon alive from shortly before the request until shortly after
   the answer) pins the chain to the state of that answer; states that came and went between two
   polls, or while an order was not watched, may be skipped;
-- order.fetch_failed and order.recovered alternate; order.completed comes only on entering the
-  state where every line item is terminal;
+- order.fetch_failed and order.recovered alternate, ending recovered; order.completed comes only on
+  entering the state where every line item is terminal;
 - every printed event was delivered with the same body, and per order printed and delivered
   events come in the same order; an id is never delivered with two bodies;
 - the simulator's request log never shows two requests of one order in flight at once, except
@@ -276,8 +278,11 @@ def plan_actions(rng: random.Random, duration: float) -> list[tuple[float, str, 
     for _ in range(int(duration * 0.5)):
         t = rng.uniform(1, duration - 2)
         # a 429 pauses every poll (for 5 s, then 10 s, without Retry-After): not too many
-        kind = rng.choice(["slow", "slow", "slow", "slow", "status", "status", "429", "reset"])
-        if kind == "slow":
+        kind = rng.choice(["slow", "slow", "slow", "slow", "status", "status", "429", "reset", "paginate"])
+        if kind == "paginate":  # one line item per page: a poll takes two requests
+            spec = {"kind": "paginate", "page_size": 1, "count": rng.randint(1, 4),
+                    "order": rng.choice([o for o, (_, lis) in sorted(ORDERS.items()) if len(lis) > 1])}
+        elif kind == "slow":
             # (delays of faults that match one request add up; the daemon gives up after 8 s)
             spec = {"kind": "slow", "delay": round(rng.uniform(0.2, 2), 2), "count": rng.randint(1, 6)}
             if rng.random() < 0.5:
@@ -295,6 +300,9 @@ def plan_actions(rng: random.Random, duration: float) -> list[tuple[float, str, 
                 if spec["status"] == 503 and rng.random() < 0.5:
                     spec["retry_after"] = 1
         acts.append((t, "fault", spec))
+    # every access token expires: the next requests are answered 401, the daemon gets a new token
+    for _ in range(int(duration / 15)):
+        acts.append((rng.uniform(1, duration - 2), "expire", {}))
     # the webhook receiver: 500 once for a moment (a delivery that failed is retried 5 s later, and
     # a second failure would wait 30 s), then down with 503 and Retry-After, and slow to answer
     t = rng.uniform(5, duration / 3)
@@ -378,7 +386,7 @@ def test_chaos():
         runs = Runs(env, cfg)
         runs.start()
         runs.wait_ready()
-        counts = {"kill": 0, "hup": 0, "freeze": 0, "dir": 0, "fault": 0, "hook": 0}
+        counts = {"kill": 0, "hup": 0, "freeze": 0, "dir": 0, "fault": 0, "expire": 0, "hook": 0}
         freezes: list[tuple[float, float]] = []  # (SIGSTOP, SIGCONT), monotonic
 
         t0 = time.monotonic()
@@ -432,6 +440,8 @@ def test_chaos():
                     watch.added(orders, margin)
             elif what == "fault":
                 sim.fault(**p)
+            elif what == "expire":
+                sim.control("POST", "tokens/expire")
             elif what == "hook":
                 receiver.control(**p)
 
@@ -468,11 +478,12 @@ def test_chaos():
             stored = {(o["order_id"], li["line_item_number"]): key(li) for o in st["orders"]
                       for li in (o["line_items"] or [])}
             same = all(stored.get(k) == v for k, v in final.items())
-            return same and all(w["queue_depth"] == 0 for w in st["webhooks"])
+            failing = [o["order_id"] for o in st["orders"] if o["consecutive_failures"]]
+            return same and not failing and all(w["queue_depth"] == 0 for w in st["webhooks"])
 
         t_settle = time.monotonic()
-        wait_until(settled, 90 * SLOW, "the store to hold every final state and the webhook queue to drain",
-                   interval=0.5)
+        wait_until(settled, 90 * SLOW, "the store to hold every final state, no order failing and the webhook "
+                   "queue to drain", interval=0.5)
         settle_took = time.monotonic() - t_settle
         rc = runs.stop()
         check(rc == 0, f"the last run exited with {rc}:\n{runs.log()[-3000:]}")
@@ -507,8 +518,8 @@ def test_chaos():
         n_required = 0
         for r in requests:
             if r["op"] != "provisioningstatus" or r["status"] != 200 or set(r["faults"]) - {"slow"} \
-                    or r["done_mono"] is None:
-                continue  # no answer, or another answer than the order's state
+                    or r["query"].get("seekOperation") or r["done_mono"] is None:
+                continue  # no answer, or not (all) the order's state at that time
             # the daemon may have given up waiting (also when it was frozen while the answer came)
             seen_at = max([r["done_mono"]] + [b for a, b in freezes if a <= r["done_mono"] + margin and b >= r["mono"]])
             if seen_at - r["mono"] > PC_TIMEOUT - 2:
@@ -598,6 +609,8 @@ def test_chaos():
                     if complete_since_last:
                         problems.append(f"{o}: order.completed {ev['id']} again without leaving completion")
                     complete_since_last = True
+            if failing:
+                problems.append(f"{o}: order.fetch_failed without order.recovered after it, yet polls succeed again")
 
         # printed events: delivered with the same body, in the same order per order
         printed = runs.printed()
@@ -623,8 +636,10 @@ def test_chaos():
         n_li = sum(len(c) for c in chains.values())
         print(f"  {counts['kill']} kills, {counts['hup']} reloads, {counts['freeze']} freezes, "
               f"{counts['dir']} orders-dir changes, "
-              f"{counts['fault']} API faults, {counts['hook']} receiver changes; {n_changes} simulator changes, "
-              f"{len(requests)} requests ({n_required} answers pinning the chains), {len(stream)} events "
+              f"{counts['fault']} API faults, {counts['expire']} token expiries, {counts['hook']} receiver changes; "
+              f"{n_changes} simulator changes, {len(requests)} requests ({n_required} answers pinning the chains, "
+              f"{sum(1 for r in requests if r['query'].get('seekOperation'))} next pages, "
+              f"{sum(1 for r in requests if r['status'] == 401)} 401s), {len(stream)} events "
               f"delivered ({', '.join(f'{n} {t}' for t, n in sorted(types.items()))}), {n_printed} printed; "
               f"settled in {settle_took:.1f}s", flush=True)
         check(not problems, f"{len(problems)} problems (seed {seed}, files in {env.dir}):\n" +
