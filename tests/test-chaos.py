@@ -242,6 +242,19 @@ class Watch:
         return not any(a <= end and start <= b for a, b in self.unsure[order])
 
 
+def in_flight(sim: Sim, since: int, timeout: float, pending: bool = True) -> bool:
+    """Waits at most timeout for some request from index `since` on to be in flight at the simulator
+    (pending) or for none to be (not pending); whether that happened."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reqs = sim.requests(since)
+        if any(r["done_mono"] is None for r in reqs) == pending:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+
+
 def write_atomic(path: str, text: str) -> None:
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write(text)
@@ -264,11 +277,13 @@ def plan_actions(rng: random.Random, duration: float) -> list[tuple[float, str, 
         t += rng.uniform(8, 22)
     for _ in range(int(duration / 10)):
         acts.append((rng.uniform(1, duration - 2), "hup", {"toggle": rng.random() < 0.5}))
-    # the daemon frozen for a moment (SIGSTOP) while answers arrive, told to reload meanwhile or not:
-    # after SIGCONT it finds the answers and the reload in one go
+    # the daemon frozen for a moment (SIGSTOP) while answers arrive (slowed down a little so that some
+    # are in flight), told to reload meanwhile or not: after SIGCONT it finds the answers and the
+    # reload in one go
     for _ in range(int(duration / 8)):
-        acts.append((rng.uniform(1, duration - 4), "freeze", {"for": rng.uniform(0.3, 2.5), "hup": rng.random() < 0.6,
-                                                              "dir": rng.random() < 0.3}))
+        acts.append((rng.uniform(1, duration - 4), "freeze", {
+            "for": rng.uniform(0.3, 2.5), "hup": rng.random() < 0.6, "dir": rng.random() < 0.3,
+            "slow": {"kind": "slow", "delay": round(rng.uniform(0.5, 2), 2), "count": rng.randint(2, 5)}}))
     for _ in range(int(duration / 6)):
         acts.append((rng.uniform(1, duration - 2), "dir", {"file": rng.choice(sorted(DIR_TOGGLED) + ["core.list"]),
                                                            "op": rng.choice(["toggle", "toggle", "rewrite"])}))
@@ -390,26 +405,34 @@ def test_chaos():
         freezes: list[tuple[float, float]] = []  # (SIGSTOP, SIGCONT), monotonic
 
         t0 = time.monotonic()
+        done: list[tuple[float, str, dict]] = []  # (monotonic, action, parameters)
         for at, what, p in actions:
             left = t0 + at - time.monotonic()
             if left > 0:
                 time.sleep(left)  # the random moments are the point here
             counts[what] += 1
+            done.append((time.monotonic(), what, p))
             if what == "kill":
                 runs.kill()
                 time.sleep(p["down"])  # down for a random while
                 runs.start()
             elif what == "freeze":
                 runs.wait_ready()
+                mark = sim.control("GET", "stats")["requests"]
+                sim.fault(**p["slow"])
+                # when a poll is in flight, if one comes within a moment
+                in_flight(sim, mark, 3 * SLOW)
                 stopped = time.monotonic()
                 runs.proc.send_signal(signal.SIGSTOP)
                 try:
-                    time.sleep(p["for"] / 2)  # frozen for a random while
+                    in_flight(sim, mark, 8, pending=False)  # its answer comes while the daemon is frozen
+                    left = stopped + p["for"] - time.monotonic()
+                    if left > 0:
+                        time.sleep(left)  # frozen for a random while
                     if p["hup"]:
                         runs.proc.send_signal(signal.SIGHUP)
                     if p["dir"]:
                         write_atomic(os.path.join(odir, "core.list"), list_text(DIR_CORE["core.list"], rng))
-                    time.sleep(p["for"] / 2)
                 finally:
                     runs.proc.send_signal(signal.SIGCONT)
                 freezes.append((stopped, time.monotonic()))
@@ -520,12 +543,14 @@ def test_chaos():
             if r["op"] != "provisioningstatus" or r["status"] != 200 or set(r["faults"]) - {"slow"} \
                     or r["query"].get("seekOperation") or r["done_mono"] is None:
                 continue  # no answer, or not (all) the order's state at that time
-            # the daemon may have given up waiting (also when it was frozen while the answer came)
+            # when the daemon could read the answer: after a freeze that held it up; if that is late,
+            # the daemon may have given up waiting
             seen_at = max([r["done_mono"]] + [b for a, b in freezes if a <= r["done_mono"] + margin and b >= r["mono"]])
             if seen_at - r["mono"] > PC_TIMEOUT - 2:
                 continue
-            # processed for sure: no restart from shortly before the request to shortly after its answer
-            start, end = r["mono"] - margin, r["done_mono"] + margin
+            # processed for sure: the order watched and no restart from shortly before the request to
+            # shortly after the daemon could read the answer (a freeze may end right in a kill)
+            start, end = r["mono"] - margin, seen_at + margin
             if any(start <= b and a <= end for a, b in runs.restarts()) or not watch.sure(r["order"], start, end):
                 continue
             n_required += 1
@@ -642,7 +667,11 @@ def test_chaos():
               f"{sum(1 for r in requests if r['status'] == 401)} 401s), {len(stream)} events "
               f"delivered ({', '.join(f'{n} {t}' for t, n in sorted(types.items()))}), {n_printed} printed; "
               f"settled in {settle_took:.1f}s", flush=True)
-        check(not problems, f"{len(problems)} problems (seed {seed}, files in {env.dir}):\n" +
+        if problems:  # for the diagnosis: what the simulator saw and what the test did, and when
+            with open(os.path.join(env.dir, "record.json"), "w", encoding="utf-8") as f:
+                json.dump({"changes": changes, "requests": requests, "done": done, "runs": runs.restarts(),
+                           "starts": runs.starts, "freezes": freezes, "unsure": watch.unsure}, f)
+        check(not problems, f"{len(problems)} problems (seed {seed}, files in {env.dir}, record.json):\n" +
               "\n".join(problems[:40]))
         check(n_changes > duration and n_li > len(truth) * 3 and n_required > duration,
               f"too little happened: {n_changes} changes, {n_li} line-item events, {n_required} answers")
