@@ -2,7 +2,8 @@
 """`provwatch run` against the simulator: sd_notify through a real NOTIFY_SOCKET (READY, STATUS,
 WATCHDOG, RELOADING/MONOTONIC_USEC, STOPPING), reload adding and removing orders, a broken reload,
 orders-dir changes without reload, 429 with Retry-After, token expiry mid-run, SIGTERM during
-in-flight requests."""
+in-flight requests, and a reload or an orders-dir change handled together with answers not yet
+committed (never two polls of one order at once, no change announced twice)."""
 
 import os
 import signal
@@ -345,13 +346,14 @@ def check_race(sim: Sim, d: Daemon, rounds: int) -> None:
 
 
 def race_finished_polls(trigger: str) -> None:
-    """The order of the reproduction: polls every 2 s, answers 3 s late. The daemon is stopped
-    (SIGSTOP) while its polls are in flight; once the simulator has answered all of them, it moves
-    every order on and the daemon is told to reload (SIGHUP) or finds an orders-dir file changed,
-    then continued (SIGCONT): the answers and the reload or the change are handled in the same loop
-    iteration, before the answers are committed. An order whose result waits to be committed must
-    not be polled again meanwhile, else two polls of it may finish together and both announce the
-    same change."""
+    """Polls every 2 s, answers 3 s late. The daemon is stopped (SIGSTOP) while its polls are in
+    flight; once the simulator has answered all of them, it moves every order on and the daemon is
+    told to reload (SIGHUP) or an orders-dir file is added or removed, then the daemon is continued
+    (SIGCONT): it finds the answers and the reload (or the change) at once, and the reload is handled
+    before the answers are committed. An order whose result waits to be committed must not be polled
+    again meanwhile, else two polls of it may finish together and both announce the same change.
+    (An orders-dir change takes effect a moment after it is noticed, so it meets uncommitted answers
+    less easily than a reload; the rule is the same.)"""
     env = Env(f"daemon-race-{trigger}")
     sim = Sim(env.dir, scenario=race_scenario())
     odir = os.path.join(env.dir, "orders.d")
@@ -396,8 +398,9 @@ def race_finished_polls(trigger: str) -> None:
                 wait_until(lambda: d.log().count("Reloading configuration") == rnd + 1, 10,
                            f"round {rnd}: the reload logged")
             else:
-                wait_until(lambda: d.log().count("Watching 5 orders" if rnd % 2 == 0 else "Watching 4 orders")
-                           >= rnd // 2 + 1, 10, f"round {rnd}: the orders-dir change applied")
+                wait_until(lambda: d.log().count("Watching 5 orders (1 added, 0 removed)." if rnd % 2 == 0 else
+                                                 "Watching 4 orders (0 added, 1 removed).") >= rnd // 2 + 1, 10,
+                           f"round {rnd}: the orders-dir change applied")
         # the last state, then one more poll of every order after it
         for o in RACE_ORDERS:
             d.wait_event(lambda e, o=o: e["data"]["order_id"] == o and e["type"] == "provwatch.lineitem.changed"
