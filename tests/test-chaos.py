@@ -521,7 +521,9 @@ def test_chaos():
         t_first = requests[0]["mono"] if requests else 0.0
 
         # two requests of one order in flight at once
-        bad = overlapping_requests(requests, tuple(runs.restarts()))
+        # (the daemon gives up on an answer after PC_TIMEOUT; slow faults that add up may outlast it)
+        capped = [dict(r, done_mono=min(r["done_mono"] or float("inf"), r["mono"] + PC_TIMEOUT)) for r in requests]
+        bad = overlapping_requests(capped, tuple(runs.restarts()))
         if bad:
             problems.append(f"{len(bad)} times two requests of one order were in flight at once: " + "; ".join(
                 f"{describe_request(a, t_first)} and {describe_request(b, t_first)}" for a, b in bad[:6]))
