@@ -53,6 +53,7 @@ from harness import (Env, Failure, Sim, WebhookReceiver, check, describe_request
 
 TERMINAL = ("fulfilled", "unfulfilled")
 PC_TIMEOUT = 8  # [partner-center] timeout, seconds
+WEBHOOK_SECRET = "whsec_c2VjcmV0LWZvci10aGUtY2hhb3MtdGVzdA=="
 # order: (customer, {line item number: ordered quantity})
 ORDERS = {
     "o1": ("c1", {0: 5}),
@@ -371,8 +372,8 @@ def test_chaos():
 
     env = Env("chaos")
     sim = Sim(env.dir, scenario=scenario)
-    receiver = WebhookReceiver(env.dir, "chaos", secret="whsec_" + "c2VjcmV0LWZvci10aGUtY2hhb3MtdGVzdA==")
-    secret_file = env.write("webhook-secret", "whsec_c2VjcmV0LWZvci10aGUtY2hhb3MtdGVzdA==\n", 0o600)
+    receiver = WebhookReceiver(env.dir, "chaos", secret=WEBHOOK_SECRET)
+    secret_file = env.write("webhook-secret", WEBHOOK_SECRET + "\n", 0o600)
     odir = os.path.join(env.dir, "orders.d")
     os.mkdir(odir)
     runs = None
