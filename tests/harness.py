@@ -129,6 +129,35 @@ class Sim:
         stop_process(self.proc)
 
 
+def overlapping_requests(requests: list[dict], restarts: tuple = ()) -> list[tuple[dict, dict]]:
+    """Pairs (earlier, later) of provisioning-status requests of one order where the later one
+    arrived at the simulator before the earlier one's answer was done ("done_mono"; None: never
+    done): two polls of one order in flight at once. `restarts` are pairs (ended, started) of
+    monotonic times: a run of the daemon was killed or stopped, and the next one started (the same
+    time again after the last run). A request the ended run abandoned may still be in flight when
+    the next run polls the order again, so pairs on both sides of a restart are left out: the
+    earlier request arrived before the next run started, the later one after the end."""
+    by_order: dict = {}
+    for r in requests:
+        if r.get("op") == "provisioningstatus" and r.get("order"):
+            by_order.setdefault((r["customer"], r["order"]), []).append(r)
+    out = []
+    for reqs in by_order.values():
+        reqs.sort(key=lambda r: r["mono"])
+        for i, later in enumerate(reqs):
+            for earlier in reqs[:i]:
+                done = earlier["done_mono"]
+                if (done is None or later["mono"] < done) and \
+                        not any(earlier["mono"] <= started and later["mono"] >= ended for ended, started in restarts):
+                    out.append((earlier, later))
+    return out
+
+
+def describe_request(r: dict, t0: float = 0.0) -> str:
+    done = "pending" if r["done_mono"] is None else f"{r['done_mono'] - t0:.3f}"
+    return f"#{r['index']} {r['order']} {r['status']} {r['mono'] - t0:.3f}..{done}"
+
+
 class Env:
     """A scratch directory with secrets, state and config files."""
 

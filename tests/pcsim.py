@@ -325,7 +325,15 @@ CONTROL API  (/_control/..., JSON in and out, no auth; not recorded in the reque
         "headers":{"MS-CorrelationId","MS-RequestId","X-Locale","Accept","User-Agent",
         "MS-ContinuationToken","Content-Type"} (null when absent; never Authorization),
         "token":{"grant_type","client_id","resource","refresh_token":"valid|superseded|
-        unknown|missing","refresh_token_seq"} (token requests; seq 0 = the initial token)}
+        unknown|missing","refresh_token_seq"} (token requests; seq 0 = the initial token),
+        "change_index" (the index the next CHANGE had when the answer was decided: the answer
+        shows every change with a lower index and none from it on; answers are decided when
+        the request arrives, before any delay),
+        "done_mono" (when the answer was done: taken just before its last bytes were written,
+        so no client can have had it whole earlier, or when the connection was reset or
+        writing failed; null while the answer is pending, e.g. during a slow fault)}.
+        A client that waits for each answer before its next request to an order never has a
+        request arrive ("mono") before the "done_mono" of its previous one.
     CHANGE = {"index","t","mono","wall","sim","customer","order","number","olid",
         "kind":"added|changed|removed|order_removed","status","quantities","old_status",
         "old_quantities","cause":"schedule|generate|advance|set|remove|place|update"}.
@@ -1096,6 +1104,7 @@ class Request:
     mono: float
     wall: float
     tls: bool
+    record_index: int | None = None  # set when the request is recorded
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -1139,6 +1148,7 @@ class RequestRecord(NamedTuple):
     op: str | None
     ms_cv: str | None
     sim: float
+    change_index: int
 
     def to_json(self) -> dict[str, Any]:
         d = self._asdict()
@@ -1237,6 +1247,7 @@ class Simulator:
         self.requests: collections.deque[RequestRecord] = collections.deque(
             maxlen=max(1, cfg.history_max))
         self.request_count = 0
+        self.done_mono: dict[int, float] = {}  # request index -> when its answer was done
         self.refresh_valid: dict[str, int] = {cfg.refresh_token: 0}
         self.refresh_seen: dict[str, int] = {cfg.refresh_token: 0}
         self.refresh_current: str | None = cfg.refresh_token
@@ -1603,13 +1614,21 @@ class Simulator:
             req.method, req.path + ("?" + req.query if req.query else ""), kind, tenant, status,
             auth, customer, order, tuple(f.kind for f in faults), result, req.tls,
             tuple(req.header(h) for h in RECORDED_HEADERS), token, op, ms_cv,
-            round(req.wall + self.clock_offset, 6))
+            round(req.wall + self.clock_offset, 6), self.change_count)
+        req.record_index = self.request_count
         self.request_count += 1
         self.requests.append(rec)
         if self.log.requests:
             fl = ",".join(rec.faults) or "-"
             self.log(f"{req.method} {rec.path} -> {status_key} kind={kind} op={op} "
                      f"tenant={tenant} auth={auth} result={result} faults={fl}")
+
+    def answered(self, index: int, mono: float) -> None:
+        """The answer to the recorded request `index` is written (or the connection reset)."""
+        with self.lock:
+            self.done_mono[index] = mono
+            while len(self.done_mono) > max(1, self.cfg.history_max):
+                del self.done_mono[next(iter(self.done_mono))]
 
     # -- faults -----------------------------------------------------------------------------
 
@@ -2477,7 +2496,8 @@ class Simulator:
             self.requests, self.request_count, q,
             lambda rec: (kind is None or rec.kind == kind) and (op is None or rec.op == op),
             100000)
-        return 200, {"next": nxt, "dropped": dropped, "requests": [rec.to_json() for rec in out]}
+        return 200, {"next": nxt, "dropped": dropped, "requests": [
+            dict(rec.to_json(), done_mono=self.done_mono.get(rec.index)) for rec in out]}
 
     def _c_changes(self, r: str, b: dict[str, Any], q: dict[str, str]) -> tuple[int, Any]:
         nxt, dropped, out = self._history(self.changes, self.change_count, q,
@@ -2634,15 +2654,22 @@ class Handler(BaseHTTPRequestHandler):
             sim.log("internal error: " + traceback.format_exc())
             plan = json_plan(500, {"error": "internal simulator error"})
             plan.close = True
-        self._send(plan)
+        done = self._send(plan)
+        if req.record_index is not None:
+            sim.answered(req.record_index, done)
 
-    def _send(self, plan: Plan) -> None:
+    def _send(self, plan: Plan) -> float:
+        """Carries out the plan; returns the monotonic time at which the answer was done: taken
+        just before its last bytes are written (no client can have it whole any earlier), or when
+        the connection was reset or writing failed."""
+        done: float | None = None
         try:
             if plan.delay > 0:
                 time.sleep(plan.delay)
             if plan.reset:
+                done = time.monotonic()
                 self._reset()
-                return
+                return done
             lines = [f"HTTP/1.1 {plan.status} {_phrase(plan.status)}",
                      f"Date: {formatdate(usegmt=True)}", "Server: pcsim"]
             if plan.content_type:
@@ -2659,11 +2686,17 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(head)
                 for i in range(len(body)):
                     time.sleep(plan.drip)
+                    if i == len(body) - 1:
+                        done = time.monotonic()
                     self.wfile.write(body[i:i + 1])
+                if done is None:  # an empty body
+                    done = time.monotonic()
             else:
+                done = time.monotonic()
                 self.wfile.write(head + body)
         except OSError:
             self.close_connection = True
+        return done if done is not None else time.monotonic()
 
     def _reset(self) -> None:
         self.close_connection = True

@@ -2,7 +2,8 @@
 """`provwatch run` against the simulator: sd_notify through a real NOTIFY_SOCKET (READY, STATUS,
 WATCHDOG, RELOADING/MONOTONIC_USEC, STOPPING), reload adding and removing orders, a broken reload,
 orders-dir changes without reload, 429 with Retry-After, token expiry mid-run, SIGTERM during
-in-flight requests."""
+in-flight requests, and a reload or an orders-dir change handled together with answers not yet
+committed (never two polls of one order at once, no change announced twice)."""
 
 import os
 import signal
@@ -11,7 +12,7 @@ import sqlite3
 import threading
 import time
 
-from harness import Daemon, Env, Failure, Sim, check, main, wait_until
+from harness import Daemon, Env, Failure, Sim, check, describe_request, main, overlapping_requests, wait_until
 
 SCENARIO = {"orders": [
     {"customer": "c1", "order": f"o{i}", "manual": True, "line_items": [
@@ -296,6 +297,137 @@ def test_sigterm_with_requests_in_flight():
         env.cleanup()
 
 
+# ---- a reload or an orders-dir change racing finished polls ----------------------------------
+
+RACE_ORDERS = [f"r{i}" for i in range(1, 5)]
+RACE_ROUNDS = 3
+RACE_STEPS = 8  # fulfilled 0, 1, ... of 7, then fulfilled
+
+
+def race_scenario() -> dict:
+    steps = [{"status": "prefulfillmentpending",
+              "quantities": {"fulfilled": k, "prefulfillmentpending": RACE_STEPS - 1 - k} if k else
+              {"prefulfillmentpending": RACE_STEPS - 1}} for k in range(RACE_STEPS - 1)]
+    steps.append({"status": "fulfilled", "quantities": {"fulfilled": RACE_STEPS - 1}})
+    orders = [{"customer": "c1", "order": o, "manual": True, "line_items": [{"number": 0, "olid": 0, "steps": steps}]}
+              for o in RACE_ORDERS]
+    # toggled in and out of orders-dir; time-driven, so /_control/advance leaves it alone
+    orders.append({"customer": "c1", "order": "x1", "line_items": [{"number": 0, "status": "fulfilled",
+                                                                    "quantities": {"fulfilled": 1}}]})
+    return {"orders": orders}
+
+
+def check_race(sim: Sim, d: Daemon, rounds: int) -> None:
+    """Every simulator change announced exactly once, by one chain of events per order, and never two
+    requests of one order in flight at the simulator."""
+    problems = []
+    reqs = sim.requests()
+    t0 = reqs[0]["mono"] if reqs else 0.0
+    bad = overlapping_requests(reqs)
+    if bad:
+        problems.append(f"{len(bad)} times two polls of one order were in flight at once, e.g. " +
+                        "; ".join(f"{describe_request(a, t0)} and {describe_request(b, t0)}" for a, b in bad[:4]))
+    changes = [c for c in sim.control("GET", "changes")["changes"] if c["order"] in RACE_ORDERS]
+    check(len(changes) == rounds * len(RACE_ORDERS), f"{len(changes)} simulator changes")
+    for o in RACE_ORDERS:
+        evs = [e for e in d.all_events if e["data"]["order_id"] == o and e["type"].startswith("provwatch.lineitem.")]
+        types = [e["type"].rsplit(".", 1)[1] for e in evs]
+        # a state is the fulfilled quantity: 0, 1, ...
+        truth = [(c["old_quantities"].get("fulfilled", 0), c["quantities"].get("fulfilled", 0))
+                 for c in changes if c["order"] == o]
+        seen = [(e["data"]["old"]["quantities"].get("fulfilled", 0), e["data"]["new"]["quantities"].get("fulfilled", 0))
+                for e in evs[1:]]
+        if types != ["added"] + ["changed"] * rounds or seen != truth:
+            problems.append(f"{o}: simulator changes {truth}; events " + ", ".join(
+                [f"added {evs[0]['id']}"] + [f"changed {e['id']} {a}->{b}" for e, (a, b) in zip(evs[1:], seen)]))
+    if len({e["id"] for e in d.all_events}) != len(d.all_events):
+        problems.append("an event id was printed twice")
+    check(not problems, "\n".join(problems))
+
+
+def race_finished_polls(trigger: str) -> None:
+    """Polls every 2 s, answers 3 s late. The daemon is stopped (SIGSTOP) while its polls are in
+    flight; once the simulator has answered all of them, it moves every order on and the daemon is
+    told to reload (SIGHUP) or an orders-dir file is added or removed, then the daemon is continued
+    (SIGCONT): it finds the answers and the reload (or the change) at once, and the reload is handled
+    before the answers are committed. An order whose result waits to be committed must not be polled
+    again meanwhile, else two polls of it may finish together and both announce the same change.
+    (An orders-dir change takes effect a moment after it is noticed, so it meets uncommitted answers
+    less easily than a reload; the rule is the same.)"""
+    env = Env(f"daemon-race-{trigger}")
+    sim = Sim(env.dir, scenario=race_scenario())
+    odir = os.path.join(env.dir, "orders.d")
+    os.mkdir(odir)
+    d = None
+    try:
+        cfg = env.config(sim, [("c1", o) for o in RACE_ORDERS], pc={"timeout": "15s"},
+                         poll={"interval": "2s", "settled-interval": "2s", "failure-threshold": "100"})
+        env.write("provwatch.conf", open(cfg).read().replace("orders-dir =", f"orders-dir = {odir}"))
+        sim.fault(kind="slow", delay=3)
+        d = Daemon(cfg)
+        for o in RACE_ORDERS:
+            d.wait_event(is_added(o), 20, f"{o} added")
+        resumed = time.monotonic() - 1.0  # the first answers came a moment ago
+        for rnd in range(RACE_ROUNDS):
+            # the order's next regular poll (interval 2 s after the last commit) is in flight
+            def next_polls_in_flight() -> bool:
+                recent = [r for r in sim.requests() if r["mono"] > resumed + 1.5 and r["done_mono"] is None]
+                return {r["order"] for r in recent} >= set(RACE_ORDERS)
+
+            wait_until(next_polls_in_flight, 20, f"round {rnd}: the next poll of every order in flight")
+            d.send(signal.SIGSTOP)
+            try:
+                wait_until(lambda: all(r["done_mono"] is not None for r in sim.requests()), 10,
+                           f"round {rnd}: every answer written while the daemon is stopped")
+                time.sleep(0.2)  # deliberate: the answers' last bytes reach the stopped daemon's sockets
+                sim.control("POST", "advance", {})
+                if trigger == "reload":
+                    d.send(signal.SIGHUP)
+                else:
+                    path = os.path.join(odir, "extra.list")
+                    if rnd % 2 == 0:
+                        with open(path + ".tmp", "w") as f:
+                            f.write("c1 x1\n")
+                        os.rename(path + ".tmp", path)
+                    else:
+                        os.unlink(path)
+            finally:
+                d.send(signal.SIGCONT)
+            resumed = time.monotonic()
+            if trigger == "reload":
+                wait_until(lambda: d.log().count("Reloading configuration") == rnd + 1, 10,
+                           f"round {rnd}: the reload logged")
+            else:
+                wait_until(lambda: d.log().count("Watching 5 orders (1 added, 0 removed)." if rnd % 2 == 0 else
+                                                 "Watching 4 orders (0 added, 1 removed).") >= rnd // 2 + 1, 10,
+                           f"round {rnd}: the orders-dir change applied")
+        # the last state, then one more poll of every order after it
+        for o in RACE_ORDERS:
+            d.wait_event(lambda e, o=o: e["data"]["order_id"] == o and e["type"] == "provwatch.lineitem.changed"
+                         and e["data"]["new"]["quantities"].get("fulfilled") == RACE_ROUNDS, 20,
+                         f"{o}'s last change")
+        mark = sim.control("GET", "requests")["next"]
+        wait_until(lambda: {r["order"] for r in sim.requests(mark) if r["done_mono"] is not None}
+                   >= set(RACE_ORDERS), 20, "one more poll of every order")
+        check(d.stop() == 0, "clean exit")
+        check_race(sim, d, RACE_ROUNDS)
+    finally:
+        if d is not None and d.proc.poll() is None:
+            d.send(signal.SIGCONT)
+            d.stop(signal.SIGKILL)
+        sim.stop()
+        env.cleanup()
+
+
+def test_reload_racing_finished_polls():
+    race_finished_polls("reload")
+
+
+def test_orders_dir_change_racing_finished_polls():
+    race_finished_polls("orders-dir")
+
+
 if __name__ == "__main__":
     main([test_notify_reload_and_stop, test_orders_dir_is_watched, test_429_pauses_every_request,
-          test_token_expiry_mid_run, test_token_renewed_ahead_of_expiry, test_sigterm_with_requests_in_flight])
+          test_token_expiry_mid_run, test_token_renewed_ahead_of_expiry, test_sigterm_with_requests_in_flight,
+          test_reload_racing_finished_polls, test_orders_dir_change_racing_finished_polls])

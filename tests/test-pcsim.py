@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 from typing import Any
@@ -587,6 +588,42 @@ class PcsimTest(unittest.TestCase):
         reqs = self.sim.ok("GET", "/requests?kind=api")["requests"]
         self.assertEqual(reqs[-2]["status"], 0)
         self.assertEqual(reqs[-2]["faults"], ["reset"])
+
+    def test_request_log_answer_times(self) -> None:
+        """done_mono: null while a slow answer is pending, then when it was written; a reset is
+        done at once. change_index: which changes the answer shows."""
+        s = self.sim
+        s.ok("POST", "/set", {"customer": "c8", "order": "ci", "line_items": [
+            {"number": 0, "status": "prefulfillmentpending"}]})
+        since = s.ok("GET", "/requests")["next"]
+        at = s.access_token()
+        before = s.ok("GET", "/changes")["next"]
+        self.fault(kind="slow", delay=0.5, count=1)
+        got: list[tuple[bytes, float]] = []
+        t = threading.Thread(
+            target=lambda: got.append((s.api("c8", "ci", at)[2], time.monotonic())))
+        t.start()
+        pending = wait_for(lambda: s.ok("GET", f"/requests?since={since}&kind=api")["requests"],
+                           5, "the slow request recorded")
+        self.assertIsNone(pending[0]["done_mono"])
+        self.assertEqual(pending[0]["change_index"], before)
+        # a change while the answer waits is not in it: the answer was decided on arrival
+        s.ok("POST", "/set", {"customer": "c8", "order": "ci", "line_items": [
+            {"number": 0, "status": "fulfilled"}]})
+        t.join(10)
+        slow = s.ok("GET", f"/requests?since={since}&kind=api")["requests"][0]
+        self.assertGreaterEqual(slow["done_mono"] - slow["mono"], 0.5)
+        self.assertLessEqual(slow["done_mono"], got[0][1])
+        self.assertEqual(json.loads(got[0][0])["items"][0]["status"], "prefulfillmentpending")
+        self.assertEqual(s.api("c8", "ci", at)[0], 200)
+        self.fault(kind="reset", count=1)
+        with self.assertRaises((ConnectionError, http.client.HTTPException)):
+            s.api("c8", "ci", at)
+        fast, reset = s.ok("GET", f"/requests?since={slow['index'] + 1}&kind=api")["requests"]
+        self.assertEqual(fast["change_index"], before + 1)
+        self.assertGreaterEqual(fast["done_mono"], fast["mono"])
+        self.assertEqual(reset["status"], 0)
+        self.assertIsNotNone(reset["done_mono"])
 
     def test_fault_token(self) -> None:
         s = self.sim
