@@ -201,6 +201,7 @@ int poller_start(Poller *p, const PollTarget *t, PollDoneFn done, PollAbandonFn 
                 return -ENOMEM;
         poll->poller = p;
         poll->done = done;
+        poll->abandon = abandon;
         poll->userdata = userdata;
         poll->next = p->polls;
         if (p->polls)

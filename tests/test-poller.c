@@ -437,6 +437,31 @@ static void test_401_renews_the_token_once(void **state) {
         ctx_done(&c);
 }
 
+static void count_abandoned(void *userdata) {
+        (*(unsigned *) userdata)++;
+}
+
+static void on_never(PollAnswer *a, void *userdata) {
+        fail_msg("a poll abandoned at once must not complete");
+}
+
+/* Polls abandoned with the poller (a shutdown with requests in flight) give their userdata back. */
+static void test_abandon(void **state) {
+        SKIP_WITHOUT_SIM();
+        Ctx c;
+        ctx_init(&c);
+        unsigned abandoned = 0;
+        PollTarget t = { .customer_id = "c1", .order_id = "one" };
+        Poll *p1 = NULL, *p2 = NULL;
+        assert_int_equal(poller_start(c.poller, &t, on_never, count_abandoned, &abandoned, &p1), 0);
+        assert_int_equal(poller_start(c.poller, &t, on_never, count_abandoned, &abandoned, &p2), 0);
+        poll_cancel(p1);
+        assert_int_equal(abandoned, 1);
+        c.poller = poller_free(c.poller);
+        assert_int_equal(abandoned, 2);
+        ctx_done(&c);
+}
+
 static int group_setup(void **state) {
         if (http_global_init() < 0)
                 return -1;
@@ -457,6 +482,7 @@ int main(void) {
                 cmocka_unit_test(test_answers),
                 cmocka_unit_test(test_digest_and_pages),
                 cmocka_unit_test(test_401_renews_the_token_once),
+                cmocka_unit_test(test_abandon),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
