@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <stdio.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "log.h"
@@ -31,10 +32,17 @@ struct HttpRequest {
         HttpRequest *prev, *next;
 };
 
+/* One per socket curl opened, from curl's first interest in it until curl closes it: curl forgets a
+ * connection's socket whenever a transfer on it ends (CURL_POLL_REMOVE) and asks for it again, in the
+ * same state, when the next transfer reuses the connection. Stopping and restarting the uv_poll for
+ * that would cost libuv's epoll_ctl() calls every request (uv_poll_start() deletes before it adds,
+ * and a new handle checks the descriptor with an add and a delete of its own). */
 typedef struct SocketContext {
         uv_poll_t poll;
         curl_socket_t fd;
         Http *http;
+        int events;  /* what the uv_poll watches now */
+        bool wanted; /* curl watches the socket: between its interest and CURL_POLL_REMOVE */
         struct SocketContext *prev, *next;
 } SocketContext;
 
@@ -42,10 +50,16 @@ struct Http {
         uv_loop_t *loop;
         CURLM *multi;
         uv_timer_t timer;
+        /* curl's "timeout 0": its action runs once this loop iteration's I/O is done, never from inside
+         * the timer phase (libuv runs a timer re-armed at 0 by its own callback again in the same pass,
+         * so request after request would be served one at a time without ever polling the others). */
+        uv_idle_t immediate;
         HttpRequest *requests; /* in flight */
         size_t n_requests;
-        SocketContext *sockets; /* with an open uv_poll */
-        unsigned open_handles; /* uv handles not yet closed, incl. the timer */
+        SocketContext *sockets;  /* with an open uv_poll */
+        SocketContext **by_fd;   /* the same, by descriptor */
+        size_t n_by_fd;
+        unsigned open_handles; /* uv handles not yet closed, incl. the timer and the idle handle */
         bool freeing;
         /* Finished easy handles, reset, for the next requests: creating one per request allocates
          * and frees its buffers every time. */
@@ -72,8 +86,15 @@ static void socket_context_closed(uv_handle_t *handle) {
         http_maybe_release(h);
 }
 
+static SocketContext *socket_context_get(Http *h, curl_socket_t fd) {
+        return fd >= 0 && (size_t) fd < h->n_by_fd ? h->by_fd[fd] : NULL;
+}
+
 static void socket_context_close(Http *h, SocketContext *c) {
+        /* uv_close() takes the descriptor out of epoll right away, before curl closes it */
         uv_poll_stop(&c->poll);
+        if (socket_context_get(h, c->fd) == c)
+                h->by_fd[c->fd] = NULL;
         if (c->prev)
                 c->prev->next = c->next;
         else
@@ -188,7 +209,7 @@ static void check_multi_info(Http *h) {
         }
 }
 
-static void socket_action(Http *h, curl_socket_t fd, int flags) {
+static void multi_action(Http *h, curl_socket_t fd, int flags) {
         int running;
         CURLMcode mc = curl_multi_socket_action(h->multi, fd, flags, &running);
         if (mc != CURLM_OK)
@@ -196,8 +217,26 @@ static void socket_action(Http *h, curl_socket_t fd, int flags) {
         check_multi_info(h);
 }
 
+static void socket_action(Http *h, curl_socket_t fd, int flags) {
+        multi_action(h, fd, flags);
+        /* Requests the callbacks just started go out now, while the answers of the others are still on
+         * their way, rather than after the rest of the loop iteration; once only, so that a server that
+         * answers as fast as it is asked cannot keep the loop here. */
+        if (fd != CURL_SOCKET_TIMEOUT && uv_is_active((uv_handle_t *) &h->immediate)) {
+                uv_idle_stop(&h->immediate);
+                multi_action(h, CURL_SOCKET_TIMEOUT, 0);
+        }
+}
+
 static void on_poll(uv_poll_t *p, int status, int events) {
         SocketContext *c = p->data;
+        if (!c->wanted) {
+                /* an idle connection that the server closed (or a write interest left over): curl finds
+                 * out for itself when it tries to reuse it */
+                uv_poll_stop(&c->poll);
+                c->events = 0;
+                return;
+        }
         int flags = 0;
         if (status < 0)
                 flags = CURL_CSELECT_ERR;
@@ -215,54 +254,94 @@ static void on_timeout(uv_timer_t *t) {
         socket_action(h, CURL_SOCKET_TIMEOUT, 0);
 }
 
+static void on_immediate(uv_idle_t *i) {
+        Http *h = i->data;
+        uv_idle_stop(i);
+        socket_action(h, CURL_SOCKET_TIMEOUT, 0);
+}
+
 static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp) {
         Http *h = userp;
-        if (timeout_ms < 0)
-                uv_timer_stop(&h->timer);
-        else
-                /* 0 still goes through the loop: curl must not be re-entered from its callback */
+        uv_timer_stop(&h->timer);
+        uv_idle_stop(&h->immediate);
+        if (timeout_ms == 0)
+                /* through the loop all the same: curl must not be re-entered from its callback */
+                uv_idle_start(&h->immediate, on_immediate);
+        else if (timeout_ms > 0)
                 uv_timer_start(&h->timer, on_timeout, (uint64_t) timeout_ms, 0);
         return 0;
 }
 
+static SocketContext *socket_context_new(Http *h, curl_socket_t fd) {
+        if (fd < 0)
+                return NULL;
+        if ((size_t) fd >= h->n_by_fd) {
+                size_t n = h->n_by_fd ? h->n_by_fd : 64;
+                while (n <= (size_t) fd)
+                        n *= 2;
+                SocketContext **b = realloc(h->by_fd, n * sizeof *b);
+                if (!b)
+                        return NULL;
+                memset(b + h->n_by_fd, 0, (n - h->n_by_fd) * sizeof *b);
+                h->by_fd = b;
+                h->n_by_fd = n;
+        }
+        SocketContext *c = calloc(1, sizeof *c);
+        if (!c)
+                return NULL;
+        c->fd = fd;
+        c->http = h;
+        if (uv_poll_init_socket(h->loop, &c->poll, fd) < 0) {
+                free(c);
+                return NULL;
+        }
+        c->poll.data = c;
+        c->next = h->sockets;
+        if (h->sockets)
+                h->sockets->prev = c;
+        h->sockets = c;
+        h->by_fd[fd] = c;
+        h->open_handles++;
+        return c;
+}
+
 static int curl_socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp) {
         Http *h = userp;
-        SocketContext *c = socketp;
+        SocketContext *c = socketp ? socketp : socket_context_get(h, fd);
 
         if (action == CURL_POLL_REMOVE) {
-                if (c) {
-                        curl_multi_assign(h->multi, fd, NULL);
-                        socket_context_close(h, c);
-                }
+                /* the poll stays as it is until the socket is closed or has an event (see SocketContext) */
+                if (c)
+                        c->wanted = false;
                 return 0;
         }
 
-        if (!c) {
-                c = calloc(1, sizeof *c);
-                if (!c)
-                        return -1;
-                c->fd = fd;
-                c->http = h;
-                if (uv_poll_init_socket(h->loop, &c->poll, fd) < 0) {
-                        free(c);
-                        return -1;
-                }
-                c->poll.data = c;
-                c->next = h->sockets;
-                if (h->sockets)
-                        h->sockets->prev = c;
-                h->sockets = c;
-                h->open_handles++;
+        if (!c && !(c = socket_context_new(h, fd)))
+                return -1;
+        if (!socketp)
                 curl_multi_assign(h->multi, fd, c);
-        }
-
+        c->wanted = true;
         int events = 0;
         if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
                 events |= UV_READABLE;
         if (action == CURL_POLL_OUT || action == CURL_POLL_INOUT)
                 events |= UV_WRITABLE;
-        uv_poll_start(&c->poll, events, on_poll);
+        if (events != c->events) {
+                if (uv_poll_start(&c->poll, events, on_poll) < 0)
+                        return -1;
+                c->events = events;
+        }
         return 0;
+}
+
+/* Every socket curl closes passes here, the idle ones of its connection cache included: its poll goes
+ * first. */
+static int close_socket_cb(void *clientp, curl_socket_t fd) {
+        Http *h = clientp;
+        SocketContext *c = socket_context_get(h, fd);
+        if (c)
+                socket_context_close(h, c);
+        return close(fd) < 0 ? 1 : 0;
 }
 
 int http_global_init(void) {
@@ -294,7 +373,9 @@ int http_new(uv_loop_t *loop, Http **ret) {
         }
         uv_timer_init(loop, &h->timer);
         h->timer.data = h;
-        h->open_handles = 1;
+        uv_idle_init(loop, &h->immediate);
+        h->immediate.data = h;
+        h->open_handles = 2;
         *ret = h;
         return 0;
 }
@@ -316,9 +397,14 @@ void http_free(Http *h) {
                 curl_easy_cleanup(h->spare[--h->n_spare]);
         while (h->sockets)
                 socket_context_close(h, h->sockets);
+        free(h->by_fd);
+        h->by_fd = NULL;
+        h->n_by_fd = 0;
         h->freeing = true;
         uv_timer_stop(&h->timer);
         uv_close((uv_handle_t *) &h->timer, handle_closed);
+        uv_idle_stop(&h->immediate);
+        uv_close((uv_handle_t *) &h->immediate, handle_closed);
 }
 
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
@@ -418,6 +504,8 @@ int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFn done, void *use
         SETOPT(e, CURLOPT_WRITEDATA, r);
         SETOPT(e, CURLOPT_ACCEPT_ENCODING, "");
         SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
+        SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
+        SETOPT(e, CURLOPT_CLOSESOCKETDATA, h);
         if (r->headers)
                 SETOPT(e, CURLOPT_HTTPHEADER, r->headers);
         if (spec->capture_header) {
