@@ -22,6 +22,8 @@ typedef enum OrderQueue {
 } OrderQueue;
 
 typedef struct Order {
+        /* hi.due stays what it was when the order left its queue until it is queued again: while it is
+         * busy, the due time its poll was sent for (the next revisit is counted from it). */
         HeapItem hi;
         /* As last committed. The snapshot JSON is not kept in memory (see has_snapshot): it is read
          * back from the store only when an answer differs from the last one. */
@@ -38,9 +40,6 @@ typedef struct Order {
         char request_id[37];
         bool keep_request_id;      /* a timed-out request is retried under the same MS-RequestId */
         unsigned backoff_failures; /* failed polls and failed commits in a row, in memory */
-        /* The due time the poll in flight was sent for, and when it was sent (monotonic): the next
-         * revisit is counted from the due time (revisit_due()). */
-        uint64_t poll_due_usec, poll_sent_usec;
         unsigned throttled;        /* 429s of this order in `once` */
         bool once_done;
 } Order;

@@ -233,11 +233,11 @@ uint64_t revisit_interval(const RevisitPlan *p, size_t n_unsettled, double other
         return usec <= (double) p->floor_usec ? p->floor_usec : (uint64_t) usec;
 }
 
-uint64_t revisit_due(uint64_t due, uint64_t sent, uint64_t interval) {
+uint64_t revisit_due(uint64_t due, uint64_t now, uint64_t interval) {
         if (interval == USEC_INFINITY)
                 return USEC_INFINITY;
-        if (sent > due + interval / 2)
-                return sent + interval; /* long overdue: a new rhythm from now on */
+        if (now > due + interval / 2)
+                return now + interval; /* long overdue: a new rhythm from now on */
         return due + interval;
 }
 

@@ -77,11 +77,12 @@ typedef struct RevisitPlan {
  * than floor_usec, never less often than interval_usec. */
 uint64_t revisit_interval(const RevisitPlan *p, size_t n_unsettled, double other_per_min);
 
-/* When an order polled at sent for its due time due is next due, interval later: counted from due, so
- * that the time it waited for a slot of the budget (and the answer's round trip and the commit) does
- * not lengthen every revisit; an order sent more than half an interval late (after a pause, a restart,
- * a 429) starts a new rhythm from sent instead of being polled again straight away. */
-uint64_t revisit_due(uint64_t due, uint64_t sent, uint64_t interval);
+/* When an order whose poll for due time due has just been committed (at now) is next due, interval
+ * later: counted from due, so that the time it waited for a slot of the budget, the round trip and the
+ * commit do not lengthen every revisit; a poll that ended more than half an interval late (after a
+ * pause, a restart, a 429, a slow answer) starts a new rhythm from now instead of being followed by
+ * another one straight away. */
+uint64_t revisit_due(uint64_t due, uint64_t now, uint64_t interval);
 
 /* Exponential backoff with ±20 % jitter: base × 2^(failures-1), capped; rnd in [0,1). */
 uint64_t backoff_usec(unsigned failures, uint64_t base, uint64_t cap, double rnd);

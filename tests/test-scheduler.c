@@ -196,22 +196,21 @@ static void test_revisit_interval(void **state) {
 static void test_revisit_due(void **state) {
         const uint64_t t0 = 1000 * SEC;
 
-        /* on time, or late by the wait for a slot: one interval after the due time */
+        /* committed on time, or late by the wait for a slot and the round trip: one interval after the
+         * due time */
         assert_int_equal(revisit_due(t0, t0, 30 * SEC), t0 + 30 * SEC);
         assert_int_equal(revisit_due(t0, t0 + 2 * SEC, 30 * SEC), t0 + 30 * SEC);
         assert_int_equal(revisit_due(t0, t0 + 15 * SEC, 30 * SEC), t0 + 30 * SEC);
-        /* long overdue: a new rhythm from when it was sent */
+        /* long overdue: a new rhythm from its commit */
         assert_int_equal(revisit_due(t0, t0 + 600 * SEC, 30 * SEC), t0 + 630 * SEC);
         assert_int_equal(revisit_due(t0, t0 + 20 * SEC, 30 * SEC), t0 + 50 * SEC);
         /* never again */
         assert_int_equal(revisit_due(t0, t0, USEC_INFINITY), USEC_INFINITY);
 
-        /* a revisit every 30 s although each poll waits up to 3 s for its slot */
-        uint64_t due = t0, sent = t0;
-        for (unsigned i = 0; i < 100; i++) {
-                sent = due + (i * 7919 % 3000) * USEC_PER_MSEC;
-                due = revisit_due(due, sent, 30 * SEC);
-        }
+        /* a revisit every 30 s although each poll waits up to 3 s for its slot and its answer */
+        uint64_t due = t0;
+        for (unsigned i = 0; i < 100; i++)
+                due = revisit_due(due, due + (i * 7919 % 3000) * USEC_PER_MSEC, 30 * SEC);
         assert_int_equal(due, t0 + 100 * 30 * SEC);
 }
 
