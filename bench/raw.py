@@ -23,7 +23,7 @@ columns:
   - CPU seconds (user+sys, wait4)  target: steady ≤ 1.10 × plain curl
   - peak RSS (GNU time's %M)       target: steady and first run ≤ 1.25 × plain curl
 
-    bench/raw.py [--orders 20000] [--concurrency 64] [--reps 5] [--keep]
+    bench/raw.py [--orders 20000] [--concurrency 64] [--reps 5] [--keep] [--compare BINARY]...
     bench/raw.py --syscalls        # system calls per request (perf trace -s), one run of each
     bench/raw.py --serve           # prepares everything, prints the commands, serves until Ctrl-C
 """
@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--syscalls", action="store_true", help="system calls per request instead of timings")
     ap.add_argument("--serve", action="store_true", help="prepare, print the commands, serve until Ctrl-C")
+    ap.add_argument("--compare", action="append", default=[], metavar="BINARY",
+                    help="another provwatch measured in the same rounds (first run and steady), e.g. an older build")
     a = ap.parse_args()
 
     provwatch = benchlib.provwatch_binary()
@@ -135,6 +137,14 @@ def main() -> None:
         def run_provwatch(name: str) -> Measured:
             return benchlib.measure(name, pw_cmd, stderr=log)
 
+        others = []  # (label, binary, config, state)
+        for i, other in enumerate(a.compare):
+            ostate = os.path.join(wd, f"state-compare-{i}")
+            ocfg = benchlib.provwatch_config(os.path.join(wd, f"provwatch-compare-{i}.conf"), nginx.url, ostate, odir,
+                                             {"concurrency": str(a.concurrency), "max-requests-per-minute": "0"},
+                                             token_endpoint=nginx.url + "/t/oauth2/token")
+            others.append((os.path.basename(other), other, ocfg, ostate))
+
         if a.syscalls:
             n = a.orders
             shutil.rmtree(state, ignore_errors=True)
@@ -160,8 +170,19 @@ def main() -> None:
             if m.status != 0:
                 sys.exit(f"{m.name} failed (exit {m.status}) during the warm-up")
 
-        keys = ("first", "second", "plain", "full", "node")
+        keys = ["first", "second", "plain", "full", "node"]
+        for label, _, _, _ in others:
+            keys += [f"{label} first", f"{label} second"]
         results: dict[str, list[Measured]] = {k: [] for k in keys}
+
+        def other_pair(label: str, binary: str, ocfg: str, ostate: str):
+            def run() -> None:
+                shutil.rmtree(ostate, ignore_errors=True)
+                for k in ("first", "second"):
+                    results[f"{label} {k}"].append(benchlib.measure(f"{label} {k}", [binary, "-c", ocfg, "once"],
+                                                                    stderr=log))
+            return run
+
         for rep in range(a.reps):
             shutil.rmtree(state, ignore_errors=True)
 
@@ -171,6 +192,7 @@ def main() -> None:
 
             steps = [pair, lambda: results["plain"].append(run_plain()),
                      lambda: results["full"].append(run_full()), lambda: results["node"].append(run_node())]
+            steps += [other_pair(*o) for o in others]
             k = rep % len(steps)
             for step in steps[k:] + steps[:k]:
                 step()
@@ -205,9 +227,11 @@ def main() -> None:
     head += f" {'CPU s':>6}" + "".join(f" {'÷' + c:>6}" for _, c in cols)
     head += f" {'RSS MiB':>8}" + "".join(f" {'÷' + c:>6}" for _, c in cols)
     print(head)
-    for k, label in (("second", "provwatch, steady"), ("first", "provwatch, first run"),
-                     ("plain", "plain curl (baseline)"), ("full", "curl, provwatch's request"),
-                     ("node", "Node.js fetch")):
+    rows = [("second", "provwatch, steady"), ("first", "provwatch, first run"),
+            ("plain", "plain curl (baseline)"), ("full", "curl, provwatch's request"), ("node", "Node.js fetch")]
+    for label, _, _, _ in others:
+        rows += [(f"{label} second", f"{label[:17]}, steady"), (f"{label} first", f"{label[:17]}, first")]
+    for k, label in rows:
         line = f"{label:26}"
         for i, width in ((0, 7), (1, 6), (2, 8)):
             v = med[k][i] / 1024 if i == 2 else med[k][i]
