@@ -37,7 +37,9 @@ uniform revisit at the interval gives (0.95 × interval), against which the meas
 
 The tiered schedule runs with the configured interval only (--revisit interval, the default), or
 with `min-interval = 10s` (--revisit spare: unsettled orders are revisited sooner than interval when
-the budget has room, never more often than every 10 s), or both one after the other.
+the budget has room, never more often than every 10 s), or both one after the other. `[poll]
+min-interval` comes with the daemon's wiring of revisit_interval() (the manager patch described in
+bench/README.md); a build without it rejects the key, and --revisit spare then fails at start.
 
     nice bench/latency.py [--minutes 10] [--orders 10000] [--in-flight 200] [--change-every 90]
                           [--budget 450] [--only tiered|naive] [--revisit interval|spare|both]
