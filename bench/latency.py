@@ -35,6 +35,9 @@ requests at the simulator (mean and p95; the configured interval is the ideal), 
 uniform revisit at the interval gives (0.95 × interval), against which the measured p95 is judged
 (target ≤ 1.05 ×).
 
+--answer-delay makes the simulator answer every API request that much later, as Partner Center
+itself takes its time: the ideal p95 is then 0.95 × interval + the delay.
+
 The tiered schedule runs with the configured interval only (--revisit interval, the default), or
 with `min-interval = 10s` (--revisit spare: unsettled orders are revisited sooner than interval when
 the budget has room, never more often than every 10 s), or both one after the other. `[poll]
@@ -43,6 +46,7 @@ bench/README.md); a build without it rejects the key, and --revisit spare then f
 
     nice bench/latency.py [--minutes 10] [--orders 10000] [--in-flight 200] [--change-every 90]
                           [--budget 450] [--only tiered|naive] [--revisit interval|spare|both]
+                          [--answer-delay SECONDS]
 """
 
 import argparse
@@ -144,6 +148,9 @@ def run(kind: str, a: argparse.Namespace) -> dict:
                 known.setdefault((d["customer_id"], d["order_id"]), []).append((t_prep, d["new"]["status"]))
         settled_due = spread_last_polls(env.state, interval_s, settled_s, seed=11)
         sim.control("POST", "config", {"tenant_limit": 500})
+        if a.answer_delay > 0:
+            # Partner Center takes its time to answer; every API answer waits this long
+            sim.fault(kind="slow", delay=a.answer_delay)
         first_change = sim.control("GET", "changes?limit=1&since=999999999")["next"]
         first_request = sim.control("GET", "requests?limit=1&since=999999999&kind=api")["next"]
 
@@ -263,6 +270,8 @@ def main() -> None:
     ap.add_argument("--change-every", type=float, default=90)
     ap.add_argument("--budget", type=int, default=450)
     ap.add_argument("--only", choices=("tiered", "naive"))
+    ap.add_argument("--answer-delay", type=float, default=0.0, metavar="SECONDS",
+                    help="the simulator answers every API request this much later (default 0)")
     ap.add_argument("--revisit", choices=("interval", "spare", "both"), default="interval",
                     help="tiered schedule: configured interval only, sooner with spare budget (min-interval = "
                          f"{SPARE_FLOOR}), or both")
@@ -276,7 +285,8 @@ def main() -> None:
     runs = [run(k, a) for k in kinds]
     print()
     print(f"{a.orders} orders, {a.in_flight} in flight (a change every {a.change_every:.0f} s on average), "
-          f"budget {a.budget}/min, {a.minutes:.0f} min per run")
+          f"budget {a.budget}/min, {a.minutes:.0f} min per run"
+          + (f", every answer {a.answer_delay:g} s late" if a.answer_delay else ""))
     print("event latency: change at the simulator → its event on stdout; next poll: change → the next request "
           "for that order")
     print(f"{'run / changes':46} {'n':>5} {'seen':>5} {'missed':>6} {'later':>5} {'p50 s':>8} {'p95 s':>8} "
