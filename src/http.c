@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <stdio.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "log.h"
@@ -12,17 +13,35 @@
 #define HTTP_DEFAULT_MAX_BODY (8u * 1024u * 1024u)
 #define HTTP_SPARE_HANDLES 256
 
+/* What a finished easy handle keeps of the options its request set: a plain request (a GET without an
+ * extra CA bundle) sets every option a plain request uses on every use, so the next plain request
+ * takes the handle as it is; anything else starts from curl_easy_reset(). */
+typedef enum EasyProfile {
+        EASY_NEW,   /* curl_easy_init() or curl_easy_reset(): nothing set */
+        EASY_PLAIN, /* the options of a plain request */
+        EASY_OTHER,
+} EasyProfile;
+
+typedef struct Spare {
+        CURL *easy;
+        EasyProfile profile;
+} Spare;
+
 struct HttpRequest {
         Http *http;
         CURL *easy;
+        EasyProfile profile;
+        /* the headers in one allocation: the list's nodes, then their strings */
         struct curl_slist *headers;
+        size_t headers_size;
         char *post_body;
         size_t post_body_size;
         char *body;
         size_t body_size, body_alloc, max_body;
         bool too_large;
         bool sensitive;
-        const char *capture_name; /* points into the spec's string, copied */
+        bool wipe_answer;
+        char capture_name[64];
         char *captured;
         uint64_t start_usec;
         HttpDoneFn done;
@@ -31,10 +50,17 @@ struct HttpRequest {
         HttpRequest *prev, *next;
 };
 
+/* One per socket curl opened, from curl's first interest in it until curl closes it: curl forgets a
+ * connection's socket whenever a transfer on it ends (CURL_POLL_REMOVE) and asks for it again, in the
+ * same state, when the next transfer reuses the connection. Stopping and restarting the uv_poll for
+ * that would cost libuv's epoll_ctl() calls every request (uv_poll_start() deletes before it adds,
+ * and a new handle checks the descriptor with an add and a delete of its own). */
 typedef struct SocketContext {
         uv_poll_t poll;
         curl_socket_t fd;
         Http *http;
+        int events;  /* what the uv_poll watches now */
+        bool wanted; /* curl watches the socket: between its interest and CURL_POLL_REMOVE */
         struct SocketContext *prev, *next;
 } SocketContext;
 
@@ -42,14 +68,20 @@ struct Http {
         uv_loop_t *loop;
         CURLM *multi;
         uv_timer_t timer;
+        /* curl's "timeout 0": its action runs once this loop iteration's I/O is done, never from inside
+         * the timer phase (libuv runs a timer re-armed at 0 by its own callback again in the same pass,
+         * so request after request would be served one at a time without ever polling the others). */
+        uv_idle_t immediate;
         HttpRequest *requests; /* in flight */
         size_t n_requests;
-        SocketContext *sockets; /* with an open uv_poll */
-        unsigned open_handles; /* uv handles not yet closed, incl. the timer */
+        SocketContext *sockets;  /* with an open uv_poll */
+        SocketContext **by_fd;   /* the same, by descriptor */
+        size_t n_by_fd;
+        unsigned open_handles; /* uv handles not yet closed, incl. the timer and the idle handle */
         bool freeing;
-        /* Finished easy handles, reset, for the next requests: creating one per request allocates
-         * and frees its buffers every time. */
-        CURL *spare[HTTP_SPARE_HANDLES];
+        /* Finished easy handles for the next requests: creating one per request allocates and frees
+         * its buffers every time. */
+        Spare spare[HTTP_SPARE_HANDLES];
         size_t n_spare;
 };
 
@@ -72,8 +104,15 @@ static void socket_context_closed(uv_handle_t *handle) {
         http_maybe_release(h);
 }
 
+static SocketContext *socket_context_get(Http *h, curl_socket_t fd) {
+        return fd >= 0 && (size_t) fd < h->n_by_fd ? h->by_fd[fd] : NULL;
+}
+
 static void socket_context_close(Http *h, SocketContext *c) {
+        /* uv_close() takes the descriptor out of epoll right away, before curl closes it */
         uv_poll_stop(&c->poll);
+        if (socket_context_get(h, c->fd) == c)
+                h->by_fd[c->fd] = NULL;
         if (c->prev)
                 c->prev->next = c->next;
         else
@@ -87,23 +126,26 @@ static void request_free(HttpRequest *r) {
         if (!r)
                 return;
         if (r->easy && r->http && !r->http->freeing && r->http->n_spare < HTTP_SPARE_HANDLES) {
-                curl_easy_reset(r->easy);
-                r->http->spare[r->http->n_spare++] = r->easy;
+                /* the pointers into this request must not outlive it */
+                (void) curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, NULL);
+                (void) curl_easy_setopt(r->easy, CURLOPT_PRIVATE, NULL);
+                (void) curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, NULL);
+                r->http->spare[r->http->n_spare++] = (Spare) { r->easy, r->profile };
         } else if (r->easy)
                 curl_easy_cleanup(r->easy);
         if (r->sensitive) {
-                for (struct curl_slist *l = r->headers; l; l = l->next)
-                        explicit_bzero(l->data, strlen(l->data));
+                if (r->headers)
+                        explicit_bzero(r->headers, r->headers_size);
                 if (r->post_body)
                         explicit_bzero(r->post_body, r->post_body_size);
-                if (r->body)
-                        explicit_bzero(r->body, r->body_alloc);
         }
-        curl_slist_free_all(r->headers);
+        /* only the bytes received were ever written (the sensitive path does not realloc) */
+        if (r->wipe_answer && r->body)
+                explicit_bzero(r->body, r->body_size + 1);
+        free(r->headers);
         free(r->post_body);
         free(r->body);
         free(r->captured);
-        free((char *) r->capture_name);
         free(r);
 }
 
@@ -188,7 +230,7 @@ static void check_multi_info(Http *h) {
         }
 }
 
-static void socket_action(Http *h, curl_socket_t fd, int flags) {
+static void multi_action(Http *h, curl_socket_t fd, int flags) {
         int running;
         CURLMcode mc = curl_multi_socket_action(h->multi, fd, flags, &running);
         if (mc != CURLM_OK)
@@ -196,8 +238,26 @@ static void socket_action(Http *h, curl_socket_t fd, int flags) {
         check_multi_info(h);
 }
 
+static void socket_action(Http *h, curl_socket_t fd, int flags) {
+        multi_action(h, fd, flags);
+        /* Requests the callbacks just started go out now, while the answers of the others are still on
+         * their way, rather than after the rest of the loop iteration; once only, so that a server that
+         * answers as fast as it is asked cannot keep the loop here. */
+        if (fd != CURL_SOCKET_TIMEOUT && uv_is_active((uv_handle_t *) &h->immediate)) {
+                uv_idle_stop(&h->immediate);
+                multi_action(h, CURL_SOCKET_TIMEOUT, 0);
+        }
+}
+
 static void on_poll(uv_poll_t *p, int status, int events) {
         SocketContext *c = p->data;
+        if (!c->wanted) {
+                /* an idle connection that the server closed (or a write interest left over): curl finds
+                 * out for itself when it tries to reuse it */
+                uv_poll_stop(&c->poll);
+                c->events = 0;
+                return;
+        }
         int flags = 0;
         if (status < 0)
                 flags = CURL_CSELECT_ERR;
@@ -215,54 +275,94 @@ static void on_timeout(uv_timer_t *t) {
         socket_action(h, CURL_SOCKET_TIMEOUT, 0);
 }
 
+static void on_immediate(uv_idle_t *i) {
+        Http *h = i->data;
+        uv_idle_stop(i);
+        socket_action(h, CURL_SOCKET_TIMEOUT, 0);
+}
+
 static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp) {
         Http *h = userp;
-        if (timeout_ms < 0)
-                uv_timer_stop(&h->timer);
-        else
-                /* 0 still goes through the loop: curl must not be re-entered from its callback */
+        uv_timer_stop(&h->timer);
+        uv_idle_stop(&h->immediate);
+        if (timeout_ms == 0)
+                /* through the loop all the same: curl must not be re-entered from its callback */
+                uv_idle_start(&h->immediate, on_immediate);
+        else if (timeout_ms > 0)
                 uv_timer_start(&h->timer, on_timeout, (uint64_t) timeout_ms, 0);
         return 0;
 }
 
+static SocketContext *socket_context_new(Http *h, curl_socket_t fd) {
+        if (fd < 0)
+                return NULL;
+        if ((size_t) fd >= h->n_by_fd) {
+                size_t n = h->n_by_fd ? h->n_by_fd : 64;
+                while (n <= (size_t) fd)
+                        n *= 2;
+                SocketContext **b = realloc(h->by_fd, n * sizeof *b);
+                if (!b)
+                        return NULL;
+                memset(b + h->n_by_fd, 0, (n - h->n_by_fd) * sizeof *b);
+                h->by_fd = b;
+                h->n_by_fd = n;
+        }
+        SocketContext *c = calloc(1, sizeof *c);
+        if (!c)
+                return NULL;
+        c->fd = fd;
+        c->http = h;
+        if (uv_poll_init_socket(h->loop, &c->poll, fd) < 0) {
+                free(c);
+                return NULL;
+        }
+        c->poll.data = c;
+        c->next = h->sockets;
+        if (h->sockets)
+                h->sockets->prev = c;
+        h->sockets = c;
+        h->by_fd[fd] = c;
+        h->open_handles++;
+        return c;
+}
+
 static int curl_socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp) {
         Http *h = userp;
-        SocketContext *c = socketp;
+        SocketContext *c = socketp ? socketp : socket_context_get(h, fd);
 
         if (action == CURL_POLL_REMOVE) {
-                if (c) {
-                        curl_multi_assign(h->multi, fd, NULL);
-                        socket_context_close(h, c);
-                }
+                /* the poll stays as it is until the socket is closed or has an event (see SocketContext) */
+                if (c)
+                        c->wanted = false;
                 return 0;
         }
 
-        if (!c) {
-                c = calloc(1, sizeof *c);
-                if (!c)
-                        return -1;
-                c->fd = fd;
-                c->http = h;
-                if (uv_poll_init_socket(h->loop, &c->poll, fd) < 0) {
-                        free(c);
-                        return -1;
-                }
-                c->poll.data = c;
-                c->next = h->sockets;
-                if (h->sockets)
-                        h->sockets->prev = c;
-                h->sockets = c;
-                h->open_handles++;
+        if (!c && !(c = socket_context_new(h, fd)))
+                return -1;
+        if (!socketp)
                 curl_multi_assign(h->multi, fd, c);
-        }
-
+        c->wanted = true;
         int events = 0;
         if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
                 events |= UV_READABLE;
         if (action == CURL_POLL_OUT || action == CURL_POLL_INOUT)
                 events |= UV_WRITABLE;
-        uv_poll_start(&c->poll, events, on_poll);
+        if (events != c->events) {
+                if (uv_poll_start(&c->poll, events, on_poll) < 0)
+                        return -1;
+                c->events = events;
+        }
         return 0;
+}
+
+/* Every socket curl closes passes here, the idle ones of its connection cache included: its poll goes
+ * first. */
+static int close_socket_cb(void *clientp, curl_socket_t fd) {
+        Http *h = clientp;
+        SocketContext *c = socket_context_get(h, fd);
+        if (c)
+                socket_context_close(h, c);
+        return close(fd) < 0 ? 1 : 0;
 }
 
 int http_global_init(void) {
@@ -294,7 +394,9 @@ int http_new(uv_loop_t *loop, Http **ret) {
         }
         uv_timer_init(loop, &h->timer);
         h->timer.data = h;
-        h->open_handles = 1;
+        uv_idle_init(loop, &h->immediate);
+        h->immediate.data = h;
+        h->open_handles = 2;
         *ret = h;
         return 0;
 }
@@ -313,12 +415,17 @@ void http_free(Http *h) {
         curl_multi_cleanup(h->multi);
         h->multi = NULL;
         while (h->n_spare > 0)
-                curl_easy_cleanup(h->spare[--h->n_spare]);
+                curl_easy_cleanup(h->spare[--h->n_spare].easy);
         while (h->sockets)
                 socket_context_close(h, h->sockets);
+        free(h->by_fd);
+        h->by_fd = NULL;
+        h->n_by_fd = 0;
         h->freeing = true;
         uv_timer_stop(&h->timer);
         uv_close((uv_handle_t *) &h->timer, handle_closed);
+        uv_idle_stop(&h->immediate);
+        uv_close((uv_handle_t *) &h->immediate, handle_closed);
 }
 
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
@@ -333,7 +440,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
                 while (a < r->body_size + n + 1)
                         a *= 2;
                 char *b;
-                if (r->sensitive) {
+                if (r->wipe_answer) {
                         /* realloc() could leave a copy behind unwiped */
                         b = malloc(a);
                         if (!b)
@@ -379,7 +486,72 @@ static size_t header_cb(char *buffer, size_t size, size_t nitems, void *userdata
                         goto fail;                                    \
         } while (0)
 
+/* The header lines as one curl_slist in one allocation (curl only reads the list): one malloc and one
+ * wipe instead of two of each per line. */
+static int headers_build(HttpRequest *r, const char *const *headers) {
+        size_t n = 0, chars = 0;
+        for (const char *const *hd = headers; hd && *hd; hd++) {
+                n++;
+                chars += strlen(*hd) + 1;
+        }
+        if (n == 0)
+                return 0;
+        size_t size = n * sizeof(struct curl_slist) + chars;
+        struct curl_slist *l = malloc(size);
+        if (!l)
+                return -ENOMEM;
+        char *p = (char *) (l + n);
+        for (size_t i = 0; i < n; i++) {
+                size_t k = strlen(headers[i]) + 1;
+                memcpy(p, headers[i], k);
+                l[i] = (struct curl_slist) { .data = p, .next = i + 1 < n ? &l[i + 1] : NULL };
+                p += k;
+        }
+        r->headers = l;
+        r->headers_size = size;
+        return 0;
+}
+
+/* The options every plain request sets the same way: set once per handle. */
+static int setopt_plain_fixed(HttpRequest *r) {
+        CURL *e = r->easy;
+        SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+        SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L);
+        SETOPT(e, CURLOPT_SSL_VERIFYPEER, 1L);
+        SETOPT(e, CURLOPT_SSL_VERIFYHOST, 2L);
+        SETOPT(e, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+        SETOPT(e, CURLOPT_WRITEFUNCTION, write_cb);
+        SETOPT(e, CURLOPT_ACCEPT_ENCODING, "");
+        SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
+        SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
+        SETOPT(e, CURLOPT_CLOSESOCKETDATA, r->http);
+        return 0;
+fail:
+        return -EIO;
+}
+
+static void take_easy(Http *h, HttpRequest *r, EasyProfile want) {
+        if (h->n_spare == 0) {
+                r->easy = curl_easy_init();
+                r->profile = EASY_NEW;
+                return;
+        }
+        Spare s = h->spare[--h->n_spare];
+        r->easy = s.easy;
+        r->profile = s.profile;
+        if (r->profile != EASY_NEW && (r->profile != want || want != EASY_PLAIN)) {
+                curl_easy_reset(r->easy);
+                r->profile = EASY_NEW;
+        }
+}
+
 int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFn done, void *userdata, HttpRequest **ret) {
+        bool post = spec->method && streq(spec->method, "POST");
+        bool plain = (!spec->method || streq(spec->method, "GET")) && !spec->ca_file;
+
+        if (spec->capture_header && strlen(spec->capture_header) >= sizeof ((HttpRequest *) NULL)->capture_name)
+                return -EINVAL;
         HttpRequest *r = calloc(1, sizeof *r);
         if (!r)
                 return -ENOMEM;
@@ -388,52 +560,40 @@ int http_submit(Http *h, const HttpRequestSpec *spec, HttpDoneFn done, void *use
         r->userdata = userdata;
         r->max_body = spec->max_body ? spec->max_body : HTTP_DEFAULT_MAX_BODY;
         r->sensitive = spec->sensitive;
-        r->easy = h->n_spare > 0 ? h->spare[--h->n_spare] : curl_easy_init();
+        r->wipe_answer = spec->sensitive && !spec->public_answer;
+        take_easy(h, r, plain ? EASY_PLAIN : EASY_OTHER);
         if (!r->easy)
                 goto fail;
-
-        for (const char *const *hd = spec->headers; hd && *hd; hd++) {
-                struct curl_slist *l = curl_slist_append(r->headers, *hd);
-                if (!l)
-                        goto fail;
-                r->headers = l;
-        }
+        if (headers_build(r, spec->headers) < 0)
+                goto fail;
 
         CURL *e = r->easy;
+        if (r->profile == EASY_NEW && setopt_plain_fixed(r) < 0)
+                goto fail;
+        r->profile = plain ? EASY_PLAIN : EASY_OTHER;
         SETOPT(e, CURLOPT_URL, spec->url);
         SETOPT(e, CURLOPT_PRIVATE, r);
-        SETOPT(e, CURLOPT_NOSIGNAL, 1L);
-        SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
-        SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L);
-        SETOPT(e, CURLOPT_SSL_VERIFYPEER, 1L);
-        SETOPT(e, CURLOPT_SSL_VERIFYHOST, 2L);
-        SETOPT(e, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
         /* Waiting for a connection to multiplex on only makes sense where TLS tells at once
          * whether HTTP/2 is spoken; over plain http curl would queue every request to that host
          * behind the one in flight (curl#15838), and a slow webhook would delay all others. */
-        if (strncmp(spec->url, "https:", 6) == 0)
-                SETOPT(e, CURLOPT_PIPEWAIT, 1L);
+        SETOPT(e, CURLOPT_PIPEWAIT, strncmp(spec->url, "https:", 6) == 0 ? 1L : 0L);
         SETOPT(e, CURLOPT_ERRORBUFFER, r->error);
-        SETOPT(e, CURLOPT_WRITEFUNCTION, write_cb);
         SETOPT(e, CURLOPT_WRITEDATA, r);
-        SETOPT(e, CURLOPT_ACCEPT_ENCODING, "");
-        SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
-        if (r->headers)
-                SETOPT(e, CURLOPT_HTTPHEADER, r->headers);
+        SETOPT(e, CURLOPT_HTTPHEADER, r->headers);
         if (spec->capture_header) {
-                r->capture_name = strdup(spec->capture_header);
-                if (!r->capture_name)
-                        goto fail;
+                strcpy(r->capture_name, spec->capture_header);
                 SETOPT(e, CURLOPT_HEADERFUNCTION, header_cb);
                 SETOPT(e, CURLOPT_HEADERDATA, r);
+        } else {
+                SETOPT(e, CURLOPT_HEADERFUNCTION, NULL);
+                SETOPT(e, CURLOPT_HEADERDATA, NULL);
         }
-        if (spec->timeout_usec > 0)
-                SETOPT(e, CURLOPT_TIMEOUT_MS, (long) ((spec->timeout_usec + 999) / 1000));
+        SETOPT(e, CURLOPT_TIMEOUT_MS, (long) ((spec->timeout_usec + 999) / 1000));
         if (spec->ca_file)
                 /* OpenSSL keeps using the system CA directory next to this file, so the bundle
                  * adds trust rather than replacing it. */
                 SETOPT(e, CURLOPT_CAINFO, spec->ca_file);
-        if (spec->method && streq(spec->method, "POST")) {
+        if (post) {
                 r->post_body = malloc(spec->body_size + 1);
                 if (!r->post_body)
                         goto fail;

@@ -36,6 +36,7 @@ typedef struct HttpRequestSpec {
         /* Headers, body and answer carry secrets (a bearer token, a client secret, tokens): their
          * copies are wiped before their memory is freed. */
         bool sensitive;
+        bool public_answer; /* with sensitive: only the request carries secrets, the answer is not wiped */
         const char *capture_header; /* the value of this answer header is passed back, if any */
 } HttpRequestSpec;
 

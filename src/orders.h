@@ -22,6 +22,8 @@ typedef enum OrderQueue {
 } OrderQueue;
 
 typedef struct Order {
+        /* hi.due stays what it was when the order left its queue until it is queued again: while it is
+         * busy, the due time its poll was sent for (the next revisit is counted from it). */
         HeapItem hi;
         /* As last committed. The snapshot JSON is not kept in memory (see has_snapshot): it is read
          * back from the store only when an answer differs from the last one. */

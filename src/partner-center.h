@@ -31,6 +31,9 @@ void pc_page_done(PcPage *p);
  * (may be NULL) is overwritten without being freed: next_uri is NULL on the last page, and
  * next_headers is non-NULL (maybe empty) whenever next_uri is. */
 int pc_parse_provisioning_page(const char *body, size_t size, Snapshot *snap, PcPage *page, const char **reason);
+/* The same without the fast path for plain answers (every body through json-c): what the fast path
+ * must agree with, for the tests and the fuzz target that compare the two. */
+int pc_parse_provisioning_page_full(const char *body, size_t size, Snapshot *snap, PcPage *page, const char **reason);
 
 /* Any Partner Center collection page: the body parsed like every answer (a BOM is skipped, strict
  * JSON, at most PC_MAX_BODY), an "items" array required and links.next read into *page (may be NULL).

@@ -214,13 +214,21 @@ static int call_send(PcCall *call, const char *token) {
         r = uuid_random(call->correlation_id);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *corr = strdup_printf("MS-CorrelationId: %s", call->correlation_id);
-        _cleanup_free_ char *reqid = strdup_printf("MS-RequestId: %s", call->request_id);
+        /* http_submit() copies the header lines: those of a fixed size are put together on the stack */
+        char corr[sizeof "MS-CorrelationId: " + 36], reqid[sizeof "MS-RequestId: " + 36];
+        snprintf(corr, sizeof corr, "MS-CorrelationId: %s", call->correlation_id);
+        snprintf(reqid, sizeof reqid, "MS-RequestId: %s", call->request_id);
         _cleanup_free_ char *locale = strdup_printf("X-Locale: %s", c->config->locale);
-        _cleanup_free_ const char **headers = calloc(n_extra + 7, sizeof *headers);
+        const char *fixed[7 + 4], **headers = fixed;
+        _cleanup_free_ const char **many = NULL;
+        if (n_extra > 4) {
+                headers = many = calloc(n_extra + 7, sizeof *headers);
+                if (!many)
+                        return -ENOMEM;
+        }
         char *auth = strdup_printf("Authorization: Bearer %s", token);
         char *t = strdup(token);
-        if (!corr || !reqid || !locale || !headers || !auth || !t) {
+        if (!locale || !auth || !t) {
                 erase_and_free_string(auth);
                 erase_and_free_string(t);
                 return -ENOMEM;
@@ -243,7 +251,8 @@ static int call_send(PcCall *call, const char *token) {
                 .timeout_usec = c->config->timeout_usec,
                 .ca_file = c->config->ca_file,
                 .max_body = PC_MAX_BODY,
-                .sensitive = true,
+                .sensitive = true, /* the bearer token */
+                .public_answer = true,
                 .capture_header = "MS-CV",
         };
         r = http_submit(c->http, &spec, on_answer, call, &call->request);

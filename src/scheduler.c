@@ -218,6 +218,29 @@ void heap_update(Heap *h, HeapItem *it) {
         sift_up(h, it->heap_pos);
 }
 
+uint64_t revisit_interval(const RevisitPlan *p, size_t n_unsettled, double other_per_min) {
+        uint64_t iv = p->interval_usec;
+        if (p->floor_usec == 0 || p->floor_usec >= iv || n_unsettled == 0)
+                return iv;
+        if (p->rpm == 0)
+                return p->floor_usec;
+        double spare = (double) p->rpm * REVISIT_BUDGET_SHARE - (other_per_min > 0 ? other_per_min : 0);
+        if (spare <= 0)
+                return iv;
+        double usec = (double) n_unsettled * 60.0 * (double) USEC_PER_SEC / spare;
+        if (usec >= (double) iv)
+                return iv;
+        return usec <= (double) p->floor_usec ? p->floor_usec : (uint64_t) usec;
+}
+
+uint64_t revisit_due(uint64_t due, uint64_t now, uint64_t interval) {
+        if (interval == USEC_INFINITY)
+                return USEC_INFINITY;
+        if (now > due + interval / 2)
+                return now + interval; /* long overdue: a new rhythm from now on */
+        return due + interval;
+}
+
 uint64_t backoff_usec(unsigned failures, uint64_t base, uint64_t cap, double rnd) {
         if (failures == 0)
                 return 0;

@@ -60,5 +60,29 @@ static inline bool heap_item_queued(const HeapItem *it) {
         return it->heap_pos != SIZE_MAX;
 }
 
+/* Revisits of unsettled orders: every configured interval, or sooner while the budget has room, so
+ * that detection is bounded by the budget rather than by a cautious setting. */
+typedef struct RevisitPlan {
+        uint64_t interval_usec; /* the configured interval: the longest revisit */
+        uint64_t floor_usec;    /* the shortest (min-interval); 0 or >= interval_usec: always the interval */
+        unsigned rpm;           /* the request budget; 0 = no limit */
+} RevisitPlan;
+
+/* The share of the budget that revisits may plan for: the rest absorbs retries, discovery's pages,
+ * token requests and bursts of orders falling due together. */
+#define REVISIT_BUDGET_SHARE 0.95
+
+/* How often each of n_unsettled orders is revisited: the budget's planned share, less other_per_min
+ * (what settled orders and other requests need per minute), shared evenly by them; never more often
+ * than floor_usec, never less often than interval_usec. */
+uint64_t revisit_interval(const RevisitPlan *p, size_t n_unsettled, double other_per_min);
+
+/* When an order whose poll for due time due has just been committed (at now) is next due, interval
+ * later: counted from due, so that the time it waited for a slot of the budget, the round trip and the
+ * commit do not lengthen every revisit; a poll that ended more than half an interval late (after a
+ * pause, a restart, a 429, a slow answer) starts a new rhythm from now instead of being followed by
+ * another one straight away. */
+uint64_t revisit_due(uint64_t due, uint64_t now, uint64_t interval);
+
 /* Exponential backoff with ±20 % jitter: base × 2^(failures-1), capped; rnd in [0,1). */
 uint64_t backoff_usec(unsigned failures, uint64_t base, uint64_t cap, double rnd);

@@ -308,42 +308,94 @@ bool snapshot_is_settled(const Snapshot *s, char *const *terminal) {
         return true;
 }
 
-static json_object *line_item_to_json(const LineItem *li) {
-        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
-        json_object *q;
+/* The store's JSON is written directly: it is made for every changed answer (every answer of a first
+ * run), and json-c spent ten times as long building objects, hashing their keys and printing them.
+ * The output is byte for byte what json-c printed (keys in insertion order, JSON_C_TO_STRING_PLAIN,
+ * NOSLASHESCAPE); statuses are printable ASCII (status_is_valid()), so only '"' and '\' need an
+ * escape. */
+typedef struct Writer {
+        char *buf;
+        size_t size, alloc;
+        bool failed;
+} Writer;
 
-        if (!o || json_add(o, "n", json_object_new_int64(li->number)) < 0)
-                return NULL;
-        if (li->has_order_line_item_id && json_add(o, "olid", json_object_new_int64(li->order_line_item_id)) < 0)
-                return NULL;
-        if (json_add(o, "status", json_object_new_string(li->status)) < 0)
-                return NULL;
-        q = json_object_new_object();
-        if (json_add(o, "q", q) < 0)
-                return NULL;
-        for (size_t i = 0; i < li->n_quantities; i++)
-                if (json_add(q, li->quantities[i].status, json_object_new_int64(li->quantities[i].quantity)) < 0)
-                        return NULL;
-        return TAKE_PTR(o);
+static void writer_grow(Writer *w, size_t n) {
+        if (w->failed || w->size + n + 1 <= w->alloc)
+                return;
+        size_t a = w->alloc ? w->alloc : 256;
+        while (a < w->size + n + 1)
+                a *= 2;
+        char *b = realloc(w->buf, a);
+        if (!b) {
+                w->failed = true;
+                return;
+        }
+        w->buf = b;
+        w->alloc = a;
+}
+
+static void writer_put(Writer *w, const char *s, size_t n) {
+        writer_grow(w, n);
+        if (w->failed)
+                return;
+        memcpy(w->buf + w->size, s, n);
+        w->size += n;
+}
+
+#define writer_puts(w, lit) writer_put((w), "" lit, sizeof(lit) - 1)
+
+static void writer_int(Writer *w, int64_t v) {
+        char b[24];
+        int n = snprintf(b, sizeof b, "%" PRId64, v);
+        writer_put(w, b, (size_t) n);
+}
+
+static void writer_string(Writer *w, const char *s) {
+        writer_puts(w, "\"");
+        for (const char *p = s; *p; p++) {
+                size_t run = strcspn(p, "\"\\");
+                writer_put(w, p, run);
+                p += run;
+                if (!*p)
+                        break;
+                char esc[2] = { '\\', *p };
+                writer_put(w, esc, 2);
+        }
+        writer_puts(w, "\"");
 }
 
 char *snapshot_to_json(const Snapshot *s) {
-        _cleanup_(json_object_putp) json_object *root = json_object_new_object();
-        json_object *items = json_object_new_array();
-
-        if (!root || json_add(root, "items", items) < 0)
-                return NULL;
+        Writer w = {};
+        writer_puts(&w, "{\"items\":[");
         for (size_t i = 0; i < s->n_items; i++) {
-                json_object *o = line_item_to_json(&s->items[i]);
-                if (!o)
-                        return NULL;
-                if (json_object_array_add(items, o) < 0) {
-                        json_object_put(o);
-                        return NULL;
+                const LineItem *li = &s->items[i];
+                if (i > 0)
+                        writer_puts(&w, ",");
+                writer_puts(&w, "{\"n\":");
+                writer_int(&w, li->number);
+                if (li->has_order_line_item_id) {
+                        writer_puts(&w, ",\"olid\":");
+                        writer_int(&w, li->order_line_item_id);
                 }
+                writer_puts(&w, ",\"status\":");
+                writer_string(&w, li->status);
+                writer_puts(&w, ",\"q\":{");
+                for (size_t k = 0; k < li->n_quantities; k++) {
+                        if (k > 0)
+                                writer_puts(&w, ",");
+                        writer_string(&w, li->quantities[k].status);
+                        writer_puts(&w, ":");
+                        writer_int(&w, li->quantities[k].quantity);
+                }
+                writer_puts(&w, "}}");
         }
-        const char *str = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-        return str ? strdup(str) : NULL;
+        writer_puts(&w, "]}");
+        if (w.failed) {
+                free(w.buf);
+                return NULL;
+        }
+        w.buf[w.size] = 0;
+        return w.buf;
 }
 
 static int snapshot_item_from_json(json_object *o, LineItem *ret) {

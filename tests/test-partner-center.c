@@ -610,6 +610,74 @@ static void test_provisioning_url(void **state) {
         assert_string_equal(b, "http://127.0.0.1:8080/pc/v1/customers/a%2F..%2Fb/orders/o%3Fx%3D1%23f/provisioningstatus");
 }
 
+/* The fast path for plain answers gives exactly what the full parser gives, also on bodies it leaves
+ * to json-c: each of these either way, and every prefix of the plain ones. */
+static void test_fast_path_agrees(void **state) {
+        static const char *const bodies[] = {
+                "{\"totalCount\":1,\"items\":[{\"orderLineItemId\":0,\"lineItemNumber\":0,\"status\":\"Fulfilled\","
+                "\"quantityProvisioningInformation\":[{\"quantity\":2,\"status\":\"fulfilled\"},{\"quantity\":3,\"status\":\"Pending\"}]}],"
+                "\"links\":{\"self\":{\"uri\":\"/x\",\"method\":\"GET\",\"headers\":[]}},\"attributes\":{\"objectType\":\"Collection\"}}",
+                "\xEF\xBB\xBF {\"items\":[{\"lineItemNumber\":3,\"status\":\"pending\"},{\"lineItemNumber\":1,\"status\":\"x\","
+                "\"extra\":[true,false,null,{\"a\":[1,-2,{}]},\"s\"]}]} \r\n",
+                "{\"items\":[]}",
+                "{\"items\":[],\"links\":{\"next\":{\"uri\":\"/next\",\"headers\":[{\"key\":\"MS-ContinuationToken\",\"value\":\"t\"}]}}}",
+                "{\"items\":[{\"lineItemNumber\":0,\"status\":\"a\\u0062\"}]}",
+                "{\"items\":[{\"lineItemNumber\":0,\"status\":\"caf\xC3\xA9\"}]}",
+                "{\"items\":[{\"lineItemNumber\":-0,\"status\":\"a\"}]}",
+                "{\"items\":[{\"lineItemNumber\":01,\"status\":\"a\"}]}",
+                "{\"items\":[{\"lineItemNumber\":1.0,\"status\":\"a\"}]}",
+                "{\"items\":[{\"lineItemNumber\":1e2,\"status\":\"a\"}]}",
+                "{\"items\":[{\"lineItemNumber\":9223372036854775807,\"status\":\"a\"}]}",
+                "{\"items\":[{\"lineItemNumber\":9223372036854775808,\"status\":\"a\"}]}",
+                "{\"items\":[{\"lineItemNumber\":1,\"orderLineItemId\":null,\"status\":\"a\"}]}",
+                "{\"items\":[{\"lineItemNumber\":1,\"status\":\"a\",\"quantityProvisioningInformation\":null}]}",
+                "{\"items\":[{\"lineItemNumber\":1,\"lineItemNumber\":2,\"status\":\"a\"}]}",
+                "{\"items\":[{\"lineItemNumber\":1,\"status\":\"a\"}],\"items\":5}",
+                "{\"items\":[{\"lineItemNumber\":1,\"status\":\"a\"},{\"lineItemNumber\":1,\"status\":\"b\"}]}",
+                "{\"items\":[{\"lineItemNumber\":1,\"status\":\"a b\"}]}",
+                "{\"items\":[{\"lineItemNumber\":1,\"status\":\"\"}]}",
+                "{\"items\":[{\"lineItemNumber\":1,\"status\":\"a\",\"quantityProvisioningInformation\":[{\"quantity\":-1,\"status\":\"a\"}]}]}",
+                "{\"items\":[{\"lineItemNumber\":1,\"status\":\"a\",\"quantityProvisioningInformation\":[{\"quantity\":1}]}]}",
+                "{\"items\":[{\"lineItemNumber\":1,\"status\":\"a\",\"quantityProvisioningInformation\":[{\"quantity\":9000000000000000000,\"status\":\"a\"},{\"quantity\":900000000000000000,\"status\":\"a\"}]}]}",
+                "{\"items\":[{\"lineItemNumber\":1}]}",
+                "{\"items\":{}}",
+                "{\"items\":[1]}",
+                "{\"links\":[],\"items\":[]}",
+                "{\"totalCount\":\"1\",\"items\":[]}",
+                "{\"items\":[],}",
+                "{\"items\":[]} x",
+                "[{\"items\":[]}]",
+                "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],\"items\":[]}",
+                "{\"items\":[{\"lineItemNumber\":1,\"status\":\"a\"}] \f}",
+                "{\"items\":[{\"lineItemNumber\":1,\"status\":\"a\"}],\"x\":tru}",
+                "{\"items\":[{\"lineItemNumber\":1,\"status\":\"a\"}],\"x\":\"\x01\"}",
+                "",
+                " ",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bodies); i++) {
+                size_t size = strlen(bodies[i]);
+                for (size_t cut = i < 2 ? 0 : size; cut <= size; cut++) {
+                        _cleanup_(body_done) Body b = body_from(bodies[i], cut);
+                        _cleanup_(snapshot_freep) Snapshot *fast = snapshot_new(), *full = snapshot_new();
+                        PcPage pf = {}, pl = {};
+                        const char *rf = NULL, *rl = NULL;
+                        int r1 = pc_parse_provisioning_page(b.data, b.size, fast, &pf, &rf);
+                        int r2 = pc_parse_provisioning_page_full(b.data, b.size, full, &pl, &rl);
+                        assert_int_equal(r1, r2);
+                        assert_true(snapshot_equal(fast, full));
+                        if (r1 < 0)
+                                assert_string_equal(rf, rl);
+                        else {
+                                assert_true(!pf.next_uri == !pl.next_uri);
+                                if (pf.next_uri)
+                                        assert_string_equal(pf.next_uri, pl.next_uri);
+                        }
+                        pc_page_done(&pf);
+                        pc_page_done(&pl);
+                }
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_docs_sample_bom),
@@ -627,6 +695,7 @@ int main(void) {
                 cmocka_unit_test(test_error_bodies),
                 cmocka_unit_test(test_token_request_body),
                 cmocka_unit_test(test_provisioning_url),
+                cmocka_unit_test(test_fast_path_agrees),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

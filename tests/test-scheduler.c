@@ -165,6 +165,55 @@ static void test_backoff(void **state) {
         assert_true(backoff_usec(2, 10 * SEC, 900 * SEC, 0.999999) < 24 * SEC);
 }
 
+static void test_revisit_interval(void **state) {
+        RevisitPlan p = { .interval_usec = 30 * SEC, .floor_usec = 10 * SEC, .rpm = 450 };
+
+        /* 220 in flight and 9,800 settled at 6 h (27.2/min): the budget has no room to spare */
+        assert_int_equal(revisit_interval(&p, 220, 9800.0 / 360), 30 * SEC);
+        /* 100 in flight: 427.5 - 27.2 = 400.3/min for them, each every 15 s */
+        uint64_t iv = revisit_interval(&p, 100, 9800.0 / 360);
+        assert_true(iv > 14900 * USEC_PER_MSEC && iv < 15100 * USEC_PER_MSEC);
+        /* the budget for them all, at every interval: never more than the planned share */
+        assert_true(100.0 * 60 * SEC / (double) iv + 9800.0 / 360 <= 450 * REVISIT_BUDGET_SHARE + 0.001);
+        /* a few: the floor */
+        assert_int_equal(revisit_interval(&p, 5, 9800.0 / 360), 10 * SEC);
+        /* nothing left after the settled ones, or more wanted than there is: the interval */
+        assert_int_equal(revisit_interval(&p, 5, 500), 30 * SEC);
+        assert_int_equal(revisit_interval(&p, 100000, 0), 30 * SEC);
+        assert_int_equal(revisit_interval(&p, 0, 0), 30 * SEC);
+        /* no budget: the floor; no floor (or one at or above the interval): the interval */
+        p.rpm = 0;
+        assert_int_equal(revisit_interval(&p, 100000, 0), 10 * SEC);
+        p.rpm = 450;
+        p.floor_usec = 0;
+        assert_int_equal(revisit_interval(&p, 5, 0), 30 * SEC);
+        p.floor_usec = 30 * SEC;
+        assert_int_equal(revisit_interval(&p, 5, 0), 30 * SEC);
+        p.floor_usec = 60 * SEC;
+        assert_int_equal(revisit_interval(&p, 5, 0), 30 * SEC);
+}
+
+static void test_revisit_due(void **state) {
+        const uint64_t t0 = 1000 * SEC;
+
+        /* committed on time, or late by the wait for a slot and the round trip: one interval after the
+         * due time */
+        assert_int_equal(revisit_due(t0, t0, 30 * SEC), t0 + 30 * SEC);
+        assert_int_equal(revisit_due(t0, t0 + 2 * SEC, 30 * SEC), t0 + 30 * SEC);
+        assert_int_equal(revisit_due(t0, t0 + 15 * SEC, 30 * SEC), t0 + 30 * SEC);
+        /* long overdue: a new rhythm from its commit */
+        assert_int_equal(revisit_due(t0, t0 + 600 * SEC, 30 * SEC), t0 + 630 * SEC);
+        assert_int_equal(revisit_due(t0, t0 + 20 * SEC, 30 * SEC), t0 + 50 * SEC);
+        /* never again */
+        assert_int_equal(revisit_due(t0, t0, USEC_INFINITY), USEC_INFINITY);
+
+        /* a revisit every 30 s although each poll waits up to 3 s for its slot and its answer */
+        uint64_t due = t0;
+        for (unsigned i = 0; i < 100; i++)
+                due = revisit_due(due, due + (i * 7919 % 3000) * USEC_PER_MSEC, 30 * SEC);
+        assert_int_equal(due, t0 + 100 * 30 * SEC);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_budget_paces_evenly_and_never_exceeds),
@@ -174,6 +223,8 @@ int main(void) {
                 cmocka_unit_test(test_budget_rate_change_keeps_history),
                 cmocka_unit_test(test_heap_order_update_remove),
                 cmocka_unit_test(test_backoff),
+                cmocka_unit_test(test_revisit_interval),
+                cmocka_unit_test(test_revisit_due),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,15 +40,41 @@ static void check_reason(int r, const char *reason) {
         fuzz_assert(!fuzz_has_control_chars(reason, ""));
 }
 
+/* The fast path for plain answers must give what the full parser gives: the same result, the same
+ * line items, the same page. */
+static void check_same_as_full(const char *body, size_t size, const Snapshot *before, const Snapshot *after, int r,
+                               const PcPage *page, bool want_page) {
+        _cleanup_(snapshot_freep) Snapshot *full = NULL;
+        PcPage full_page = { .next_uri = sentinel_uri };
+        const char *reason = "unset";
+
+        fuzz_assert(snapshot_copy(before, &full) == 0);
+        int r_full = pc_parse_provisioning_page_full(body, size, full, want_page ? &full_page : NULL, &reason);
+        fuzz_assert(r == r_full);
+        fuzz_assert(snapshot_equal(after, full));
+        if (r == 0 && want_page) {
+                fuzz_assert((page->next_uri == NULL) == (full_page.next_uri == NULL));
+                fuzz_assert(!page->next_uri || strcmp(page->next_uri, full_page.next_uri) == 0);
+                fuzz_assert(!page->next_headers == !full_page.next_headers);
+                for (size_t i = 0; page->next_headers && (page->next_headers[i] || full_page.next_headers[i]); i++)
+                        fuzz_assert(page->next_headers[i] && full_page.next_headers[i] &&
+                                    strcmp(page->next_headers[i], full_page.next_headers[i]) == 0);
+                pc_page_done(&full_page);
+        }
+}
+
 /* Parses one page into snap and checks the contract: all or nothing, page written only on success. */
 static int parse_page(const char *body, size_t size, Snapshot *snap, bool want_page) {
         _cleanup_free_ char *before = snapshot_to_json(snap);
+        _cleanup_(snapshot_freep) Snapshot *copy = NULL;
         PcPage page = { .next_uri = sentinel_uri };
         const char *reason = "unset";
 
         fuzz_assert(before);
+        fuzz_assert(snapshot_copy(snap, &copy) == 0);
         int r = pc_parse_provisioning_page(body, size, snap, want_page ? &page : NULL, &reason);
         check_reason(r, reason);
+        check_same_as_full(body, size, copy, snap, r, &page, want_page);
         if (r < 0) {
                 _cleanup_free_ char *after = snapshot_to_json(snap);
                 fuzz_assert(after && strcmp(before, after) == 0);
