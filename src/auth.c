@@ -40,6 +40,7 @@ struct Auth {
 
         /* auth = token-file */
         struct timespec token_file_mtime;
+        uint64_t token_file_checked_msec; /* uv_now() of the last stat() */
         bool token_file_rejected;
 
         /* alerts (SPEC §9): failures in a row, since when, and whether auth.failed is out */
@@ -360,6 +361,13 @@ static void auth_acquire(Auth *a) {
 }
 
 static const char *token_file_current(Auth *a) {
+        /* Every request asks for the token: a stat() each time showed in every profile. A new token
+         * in the file is picked up within a second (the loop's time, read once per iteration). */
+        uint64_t now = uv_now(a->loop);
+        if (a->access_token && !a->token_file_rejected && !isempty(a->access_token) &&
+            now < a->token_file_checked_msec + 1000)
+                return a->access_token;
+        a->token_file_checked_msec = now;
         struct stat st;
         if (stat(a->config->token_file, &st) < 0) {
                 if (!streq(a->problem, "token file unreadable")) { /* once, not at every look */

@@ -170,7 +170,6 @@ static void emit(Outbox *o, const Event *e, const char *body) {
         if (o->print_events) {
                 fputs(body, stdout);
                 fputc('\n', stdout);
-                fflush(stdout);
         }
 }
 
@@ -199,5 +198,8 @@ int outbox_flush(Outbox *o) {
                 n += e->n_events;
                 entry_free(e);
         }
+        /* one write for the batch rather than one per event: they were committed together */
+        if (o->print_events && n > 0)
+                fflush(stdout);
         return r < 0 ? r : (int) (n > INT32_MAX ? INT32_MAX : n);
 }
