@@ -69,6 +69,7 @@ void config_print_summary(const Config *c, FILE *out) {
 
         fprintf(out, "\n[poll]\n");
         print_span_or(out, "interval", c->interval_usec, "0");
+        print_span_or(out, "min interval", c->min_interval_usec, "0 (always interval)");
         print_span_or(out, "settled interval", c->settled_interval_usec, "0 (settled orders are not polled again)");
         fprintf(out, "  terminal statuses:   ");
         print_list(out, c->terminal_statuses, "(none)");

@@ -101,6 +101,7 @@ static const KeyDef key_table[] = {
         {SECTION_PARTNER_CENTER, "locale", VALUE_LOCALE, offsetof(Config, locale)},
 
         {SECTION_POLL, "interval", VALUE_TIMESPAN, offsetof(Config, interval_usec), {1}},
+        {SECTION_POLL, "min-interval", VALUE_TIMESPAN, offsetof(Config, min_interval_usec)},
         {SECTION_POLL, "settled-interval", VALUE_TIMESPAN, offsetof(Config, settled_interval_usec)},
         {SECTION_POLL, "terminal-statuses", VALUE_STATUSES, offsetof(Config, terminal_statuses)},
         {SECTION_POLL, "max-requests-per-minute", VALUE_UNSIGNED, offsetof(Config, max_requests_per_minute),

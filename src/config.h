@@ -62,6 +62,8 @@ typedef struct Config {
 
         /* [poll] */
         uint64_t interval_usec;
+        /* the shortest revisit of an unsettled order while the budget has room; 0 = always interval */
+        uint64_t min_interval_usec;
         uint64_t settled_interval_usec; /* 0 = stop polling settled orders */
         char **terminal_statuses;       /* NULL-terminated, lowercased */
         unsigned max_requests_per_minute; /* 0 = unlimited */

@@ -53,6 +53,9 @@ struct Manager {
 
         bool stopping;
         bool budget_short_logged;
+        /* How often unsettled orders are revisited: the configured interval, or sooner while the budget
+         * has room ([poll] min-interval); planned by manager_check_budget(). */
+        uint64_t revisit_usec;
         bool commit_failing;
         int exit_status;
 

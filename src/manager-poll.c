@@ -25,7 +25,7 @@ typedef struct PollJob {
 /* How long until the next regular poll; USEC_INFINITY when the order is not polled again. */
 static uint64_t order_interval(const Manager *m, bool settled) {
         if (!settled)
-                return m->config->interval_usec;
+                return m->revisit_usec ? m->revisit_usec : m->config->interval_usec;
         return m->config->settled_interval_usec ? m->config->settled_interval_usec : USEC_INFINITY;
 }
 
@@ -60,6 +60,18 @@ static void schedule_after(Manager *m, Order *x, uint64_t delay, bool failed) {
                 orders_enqueue(&m->orders, x, delay == USEC_INFINITY ? USEC_INFINITY : now_monotonic_usec() + delay);
 }
 
+/* The regular revisit after an answer: an interval after the due time the poll was sent for (still in
+ * x->hi.due), so that waiting for a slot of the budget, the round trip and the commit do not add up
+ * from one revisit to the next (SPEC §3: "revisited about every interval"). */
+static void schedule_revisit(Manager *m, Order *x, uint64_t interval, bool failed) {
+        if (m->options.mode == MANAGER_ONCE)
+                manager_once_order_finished(m, x, failed);
+        else if (interval == USEC_INFINITY)
+                orders_enqueue(&m->orders, x, USEC_INFINITY);
+        else
+                orders_enqueue(&m->orders, x, revisit_due(x->hi.due, now_monotonic_usec(), interval));
+}
+
 static void schedule_failed(Manager *m, Order *x) {
         x->busy = false;
         x->backoff_failures++;
@@ -75,16 +87,37 @@ void manager_schedule_idle_orders(Manager *m, bool all) {
                         orders_enqueue(&m->orders, x, order_initial_due(m, x, now_mono, now_rt));
 }
 
-/* Whether the budget covers every order at its interval; said once per change of the answer. */
+/* Whether the budget covers every order at its interval (said once per change of the answer), and how
+ * often unsettled orders are revisited with what it leaves. */
 void manager_check_budget(Manager *m) {
-        if (m->config->max_requests_per_minute == 0 || m->options.mode == MANAGER_ONCE)
+        if (m->options.mode == MANAGER_ONCE)
                 return;
-        double demand = 0;
+        size_t n_unsettled = 0;
+        double settled_per_min = 0;
+        uint64_t settled_iv = order_interval(m, true);
         ORDERS_FOREACH(x, &m->orders) {
-                uint64_t iv = x->watched ? order_interval(m, x->row.settled) : USEC_INFINITY;
-                if (iv != USEC_INFINITY && iv > 0)
-                        demand += 60.0 * (double) USEC_PER_SEC / (double) iv;
+                if (!x->watched)
+                        continue;
+                if (!x->row.settled)
+                        n_unsettled++;
+                else if (settled_iv != USEC_INFINITY && settled_iv > 0)
+                        settled_per_min += 60.0 * (double) USEC_PER_SEC / (double) settled_iv;
         }
+        /* the activity log's reads come first: about one request per discovery interval, two on a
+         * busy day */
+        double other_per_min = settled_per_min;
+        if (m->discovery && m->config->discovery_enabled)
+                other_per_min += 2 * 60.0 * (double) USEC_PER_SEC / (double) m->config->discovery_interval_usec;
+        RevisitPlan plan = {
+                .interval_usec = m->config->interval_usec,
+                .floor_usec = m->config->min_interval_usec,
+                .rpm = m->config->max_requests_per_minute,
+        };
+        m->revisit_usec = revisit_interval(&plan, n_unsettled, other_per_min);
+        if (m->config->max_requests_per_minute == 0)
+                return;
+        double demand = other_per_min + (double) n_unsettled * 60.0 * (double) USEC_PER_SEC /
+                                                (double) m->config->interval_usec;
         bool short_now = demand > (double) m->config->max_requests_per_minute;
         if (short_now && !m->budget_short_logged)
                 log_warning("The budget of %u requests/min cannot poll all %zu orders at their intervals "
@@ -131,7 +164,10 @@ static void on_committed(int r, OrderRow *row, void *userdata) {
                 metrics_observe_poll(&m->metrics, metrics_result(job->outcome), job->duration_usec);
                 /* a 404 is the normal state of a new order: polled at its interval, not backed off */
                 x->backoff_failures = job->outcome == POLL_OUTCOME_FAILED ? x->backoff_failures + 1 : 0;
-                schedule_after(m, x, x->poll_again ? 0 : job->delay_usec, job->outcome != POLL_OUTCOME_OK);
+                if (job->outcome == POLL_OUTCOME_FAILED || x->poll_again)
+                        schedule_after(m, x, x->poll_again ? 0 : job->delay_usec, job->outcome != POLL_OUTCOME_OK);
+                else
+                        schedule_revisit(m, x, job->delay_usec, job->outcome != POLL_OUTCOME_OK);
                 x->poll_again = false;
         }
         free(job);
