@@ -56,6 +56,8 @@ struct Manager {
         /* How often unsettled orders are revisited: the configured interval, or sooner while the budget
          * has room ([poll] min-interval); planned by manager_check_budget(). */
         uint64_t revisit_usec;
+        size_t n_times_dirty;
+        uint64_t times_written_usec; /* monotonic */
         bool commit_failing;
         int exit_status;
 
@@ -82,6 +84,8 @@ bool manager_pull(void *userdata, uint64_t now, uint64_t *ret_wake);
  * its remembered rhythm. */
 void manager_schedule_idle_orders(Manager *m, bool all);
 void manager_check_budget(Manager *m);
+/* Writes the poll times that changed only in memory (every minute and at shutdown). */
+void manager_write_poll_times(Manager *m);
 
 /* manager-config.c */
 int manager_apply_orders(Manager *m, const OrderRef *dir_orders, size_t n_dir);

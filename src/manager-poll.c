@@ -157,6 +157,10 @@ static void on_committed(int r, OrderRow *row, void *userdata) {
                 order_row_done(&x->row);
                 x->row = *row;
                 *row = (OrderRow) {};
+                if (x->times_dirty) { /* the row written holds the newest times */
+                        x->times_dirty = false;
+                        m->n_times_dirty--;
+                }
                 if (x->row.snapshot_json) {
                         x->has_snapshot = true;
                         x->row.snapshot_json = mfree(x->row.snapshot_json);
@@ -186,6 +190,43 @@ static int load_old_snapshot(Manager *m, const Order *x, Snapshot **ret) {
                 log_warning("Stored snapshot of order '%s' is unreadable; treating the order as new.",
                             x->row.order_id);
         return 0;
+}
+
+/* An answer that changed nothing but the poll times of a row the store has. */
+static bool only_poll_times(const OrderRow *old, const OrderRow *new, size_t n_events) {
+        return n_events == 0 && !new->snapshot_json && old->last_poll_usec != 0 &&
+               old->not_found_since_usec == new->not_found_since_usec &&
+               old->consecutive_failures == new->consecutive_failures && old->fetch_failed == new->fetch_failed &&
+               old->not_found == new->not_found && old->settled == new->settled &&
+               old->last_http_status == new->last_http_status && streq_ptr(old->last_error, new->last_error) &&
+               old->has_answer_digest == new->has_answer_digest &&
+               memcmp(old->answer_digest, new->answer_digest, sizeof old->answer_digest) == 0 &&
+               old->changed_usec == new->changed_usec && old->stalled == new->stalled;
+}
+
+/* Writes the poll times that changed only in memory, in one transaction. SPEC §5 concerns polls with
+ * changes, which commit before any output as always; these rows differ from the store's only in when
+ * they were polled, so a crash loses at most a minute of poll times (those orders are polled a little
+ * early after the restart) and `provwatch status` may show a poll time that old. */
+void manager_write_poll_times(Manager *m) {
+        m->times_written_usec = now_monotonic_usec();
+        if (m->n_times_dirty == 0 || !m->store)
+                return;
+        int r = store_begin(m->store);
+        ORDERS_FOREACH(x, &m->orders)
+                if (r >= 0 && x->times_dirty)
+                        r = store_touch_order(m->store, &x->row);
+        if (r >= 0)
+                r = store_commit(m->store);
+        else
+                store_rollback(m->store);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot save poll times in %s: %s", store_path(m->store), store_error(m->store));
+                return;
+        }
+        ORDERS_FOREACH(x, &m->orders)
+                x->times_dirty = false;
+        m->n_times_dirty = 0;
 }
 
 /* The answer through the state machine into the outbox; on success the job belongs to the outbox. */
@@ -232,6 +273,22 @@ static int process_answer(PollJob *job, PollAnswer *a) {
         job->duration_usec = a->duration_usec;
         job->delay_usec = next_delay(m, u.row.settled, a->outcome == POLL_OUTCOME_FAILED ? x->backoff_failures + 1 : 0);
         u.row.next_poll_usec = job->delay_usec == USEC_INFINITY ? 0 : report.time_usec + job->delay_usec;
+        if (a->outcome == POLL_OUTCOME_OK && !x->poll_again && only_poll_times(&x->row, &u.row, u.n_events)) {
+                /* nothing to commit now: the poll times go with the next bulk write */
+                x->row.last_poll_usec = u.row.last_poll_usec;
+                x->row.last_success_usec = u.row.last_success_usec;
+                x->row.next_poll_usec = u.row.next_poll_usec;
+                if (!x->times_dirty) {
+                        x->times_dirty = true;
+                        m->n_times_dirty++;
+                }
+                x->busy = false;
+                metrics_observe_poll(&m->metrics, POLL_RESULT_OK, job->duration_usec);
+                x->backoff_failures = 0;
+                schedule_revisit(m, x, job->delay_usec, false);
+                free(job);
+                return 0;
+        }
         r = outbox_add(m->outbox, &u.row, u.events, u.n_events, NULL, on_committed, job);
         if (r < 0)
                 return r;

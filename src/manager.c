@@ -14,6 +14,8 @@
 
 #define SHUTDOWN_GRACE_MSEC 3000
 #define STATUS_PERIOD_MSEC 5000
+/* Poll times of answers that changed nothing else are written this often (and at shutdown). */
+#define POLL_TIMES_PERIOD_USEC (60 * USEC_PER_SEC)
 
 /* ---- statistics for STATUS= and metrics ---- */
 
@@ -235,6 +237,7 @@ static void on_shutdown_timer(uv_timer_t *t) {
         Manager *m = t->data;
         /* what is still in flight is abandoned: its orders keep their old state */
         flush(m);
+        manager_write_poll_times(m);
         if (m->webhooks) {
                 m->undelivered = webhooks_queued(m->webhooks);
                 m->webhooks = webhooks_free(m->webhooks);
@@ -287,6 +290,8 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 static void on_status_timer(uv_timer_t *t) {
         Manager *m = t->data;
+        if (now_monotonic_usec() >= m->times_written_usec + POLL_TIMES_PERIOD_USEC)
+                manager_write_poll_times(m);
         manager_forget_settled(m);
         manager_update_status(m);
         manager_check_budget(m);

@@ -41,6 +41,8 @@ typedef struct Order {
          * meanwhile (a reload, orders-dir changes, discovery). */
         bool busy;
         bool poll_again; /* due at once when its poll under way is committed (an update_order came) */
+        /* The poll times in row are newer than the store's: written in bulk (only they changed). */
+        bool times_dirty;
         char request_id[37];
         bool keep_request_id;      /* a timed-out request is retried under the same MS-RequestId */
         unsigned backoff_failures; /* failed polls and failed commits in a row, in memory */

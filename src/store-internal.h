@@ -17,6 +17,7 @@ typedef enum StoreStatement {
         STMT_ROLLBACK_TO,
         STMT_PUT_ORDER,
         STMT_PUT_ORDER_KEEP_SNAPSHOT,
+        STMT_TOUCH_ORDER,
         STMT_GET_ORDER,
         STMT_LIST_ORDERS,
         STMT_ADD_EVENT,

@@ -128,6 +128,8 @@ static const char *const statement_sql[_STMT_MAX] = {
                                          "last_error = excluded.last_error, "
                                          "answer_digest = excluded.answer_digest, "
                                          "changed = excluded.changed, stalled = excluded.stalled",
+        [STMT_TOUCH_ORDER] = "UPDATE orders SET last_poll = ?3, last_success = ?4, next_poll = ?5 "
+                             "WHERE customer_id = ?1 AND order_id = ?2",
         [STMT_GET_ORDER] = "SELECT " ORDER_COLUMNS " FROM orders WHERE customer_id = ?1 AND order_id = ?2",
         [STMT_LIST_ORDERS] = "SELECT " ORDER_COLUMNS " FROM orders ORDER BY customer_id, order_id",
         [STMT_ADD_EVENT] = "INSERT INTO events (event_id, event_type, customer_id, order_id, created, body, summary) "
@@ -765,6 +767,22 @@ int store_put_order(Store *s, const OrderRow *row) {
 
 int store_put_order_keep_snapshot(Store *s, const OrderRow *row) {
         return store_put_order_internal(s, row, STMT_PUT_ORDER_KEEP_SNAPSHOT);
+}
+
+int store_touch_order(Store *s, const OrderRow *row) {
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        if (!s || !row || !row->customer_id || !row->order_id)
+                return -EINVAL;
+        r = store_statement(s, STMT_TOUCH_ORDER, &st);
+        if (r < 0)
+                return r;
+        r = store_bind(s, st, "ttiii", row->customer_id, row->order_id, (int64_t) row->last_poll_usec,
+                       (int64_t) row->last_success_usec, (int64_t) row->next_poll_usec);
+        if (r < 0)
+                return r;
+        return store_step_done(s, st);
 }
 
 int store_get_order(Store *s, const char *customer_id, const char *order_id, OrderRow *ret) {

@@ -96,6 +96,9 @@ int store_put_order(Store *s, const OrderRow *row);
 /* The same, except that an existing row keeps the snapshot it has (row->snapshot_json is stored only
  * for a new row): what a poll that did not change the snapshot writes, without holding it in memory. */
 int store_put_order_keep_snapshot(Store *s, const OrderRow *row);
+/* Only the poll times (last_poll, last_success, next_poll) of an existing row; nothing else of row
+ * is read. No row: nothing happens. */
+int store_touch_order(Store *s, const OrderRow *row);
 /* -ENOENT when absent; release the result with order_row_done(). */
 int store_get_order(Store *s, const char *customer_id, const char *order_id, OrderRow *ret);
 /* Calls cb for every order row, in (customer_id, order_id) order; a negative return stops and is
