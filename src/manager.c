@@ -339,10 +339,20 @@ int manager_new(uv_loop_t *loop, Config *config, const ManagerOptions *options, 
         int r = store_open(config->state_directory, STORE_READ_WRITE, &m->store);
         if (r < 0)
                 return log_error_errno(r, "Cannot open the state store in '%s': %m", config->state_directory);
+        /* The configured orders become the order table before the store is read, and orders-dir's list
+         * goes right after: the list, the table with its rows and SQLite's page cache are never all
+         * held at once (the start-up peak of the RSS). */
+        r = orders_set_configured(&m->orders, config->orders, config->n_orders, NULL, 0, NULL, NULL);
+        if (r < 0)
+                return log_oom();
+        manager_forget_orders_dir_orders(config);
         r = store_foreach_order(m->store, load_row, m);
         if (r < 0)
                 return log_error_errno(r, "Cannot load state from '%s': %s", store_path(m->store),
                                        store_error(m->store));
+        ORDERS_FOREACH(x, &m->orders)
+                orders_update_watched(&m->orders, x); /* discovered ones, now that their rows are in */
+        manager_forget_settled(m);
         r = http_new(loop, &m->http);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up HTTP: %m");
@@ -363,11 +373,9 @@ int manager_new(uv_loop_t *loop, Config *config, const ManagerOptions *options, 
         if (r < 0)
                 return log_error_errno(r, "Cannot set up webhooks: %m");
         webhooks_set_idle_callback(m->webhooks, on_webhooks_idle, m);
-        r = manager_apply_orders(m, NULL, 0);
-        if (r < 0)
-                return r;
-        manager_forget_settled(m);
-        manager_forget_orders_dir_orders(config);
+        if (m->orders.n_watched > 0)
+                log_info("Watching %zu orders (%zu added, 0 removed).", m->orders.n_watched, m->orders.n_watched);
+        manager_schedule_idle_orders(m, false);
         m->once_remaining = m->orders.n_watched;
         return 0;
 }
