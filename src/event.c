@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <inttypes.h>
-#include <json-c/json.h>
 #include <stdio.h>
 #include <syslog.h>
 
 #include "event.h"
-#include "json-util.h"
+#include "json-writer.h"
 
 static const struct {
         const char *type;
@@ -153,45 +152,36 @@ char *event_subject(const Event *e) {
         return strdup_printf("customers/%s/orders/%s/lineitems/%" PRIi64, e->customer_id, e->order_id, li->number);
 }
 
-static int json_add_null(json_object *o, const char *key) {
-        return json_object_object_add(o, key, NULL) < 0 ? -ENOMEM : 0;
-}
+/* ---- the CloudEvent, written directly (json-writer.h): one per change, 70,000 on a first run over
+ * 20,000 orders, where json-c took a third of the time ---- */
 
-static int json_add_string_or_null(json_object *o, const char *key, const char *s) {
-        return s ? json_add(o, key, json_object_new_string(s)) : json_add_null(o, key);
-}
-
-static int json_add_time_or_null(json_object *o, const char *key, uint64_t usec) {
+static void write_time_or_null(JsonWriter *w, const char *key, uint64_t usec) {
         char buf[64];
-        if (usec == 0)
-                return json_add_null(o, key);
-        return json_add(o, key, json_object_new_string(format_rfc3339(buf, sizeof buf, usec)));
+        json_writer_member_string(w, key, usec ? format_rfc3339(buf, sizeof buf, usec) : NULL);
 }
 
-static json_object *quantities_to_json(const LineItem *li) {
-        _cleanup_(json_object_putp) json_object *q = json_object_new_object();
-        if (!q)
-                return NULL;
+static void write_quantities(JsonWriter *w, const LineItem *li) {
+        json_writer_key(w, "quantities");
+        json_writer_open(w, '{');
         for (size_t i = 0; i < li->n_quantities; i++)
-                if (json_add(q, li->quantities[i].status, json_object_new_int64(li->quantities[i].quantity)) < 0)
-                        return NULL;
-        return TAKE_PTR(q);
+                json_writer_member_int(w, li->quantities[i].status, li->quantities[i].quantity);
+        json_writer_close(w, '}');
 }
 
 /* {"status": …, "quantities": {…}} or null */
-static int json_add_state(json_object *o, const char *key, const LineItem *li) {
-        _cleanup_(json_object_putp) json_object *s = NULL;
-
-        if (!li)
-                return json_add_null(o, key);
-        s = json_object_new_object();
-        if (!s || json_add(s, "status", json_object_new_string(li->status)) < 0 ||
-            json_add(s, "quantities", quantities_to_json(li)) < 0)
-                return -ENOMEM;
-        return json_add(o, key, TAKE_PTR(s));
+static void write_state(JsonWriter *w, const char *key, const LineItem *li) {
+        json_writer_key(w, key);
+        if (!li) {
+                json_writer_null(w);
+                return;
+        }
+        json_writer_open(w, '{');
+        json_writer_member_string(w, "status", li->status);
+        write_quantities(w, li);
+        json_writer_close(w, '}');
 }
 
-static int event_data_lineitem(const Event *e, json_object *data) {
+static int write_data_lineitem(const Event *e, JsonWriter *w) {
         const LineItem *li = event_line_item(e), *with_olid;
 
         if (!li)
@@ -199,176 +189,150 @@ static int event_data_lineitem(const Event *e, json_object *data) {
         with_olid = e->new && e->new->has_order_line_item_id ? e->new
                   : e->old && e->old->has_order_line_item_id ? e->old
                                                              : NULL;
-        if (json_add(data, "line_item_number", json_object_new_int64(li->number)) < 0)
-                return -ENOMEM;
-        if (with_olid ? json_add(data, "order_line_item_id", json_object_new_int64(with_olid->order_line_item_id)) < 0
-                      : json_add_null(data, "order_line_item_id") < 0)
-                return -ENOMEM;
+        json_writer_member_int(w, "line_item_number", li->number);
+        json_writer_key(w, "order_line_item_id");
+        if (with_olid)
+                json_writer_int(w, with_olid->order_line_item_id);
+        else
+                json_writer_null(w);
         const LineItemName *name = order_names_find(e->names, li->number);
-        if (json_add_string_or_null(data, "offer_id", name ? name->offer_id : NULL) < 0 ||
-            json_add_string_or_null(data, "friendly_name", name ? name->friendly_name : NULL) < 0)
-                return -ENOMEM;
-        if (json_add_state(data, "old", e->old) < 0 || json_add_state(data, "new", e->new) < 0 ||
-            json_add_time_or_null(data, "previous_poll", e->previous_poll_usec) < 0)
-                return -ENOMEM;
+        json_writer_member_string(w, "offer_id", name ? name->offer_id : NULL);
+        json_writer_member_string(w, "friendly_name", name ? name->friendly_name : NULL);
+        write_state(w, "old", e->old);
+        write_state(w, "new", e->new);
+        write_time_or_null(w, "previous_poll", e->previous_poll_usec);
         return 0;
 }
 
-static int event_data_completed(const Event *e, json_object *data) {
-        json_object *items = json_object_new_array();
-
-        if (json_add(data, "line_items", items) < 0)
-                return -ENOMEM;
+static void write_data_completed(const Event *e, JsonWriter *w) {
+        json_writer_key(w, "line_items");
+        json_writer_open(w, '[');
         for (size_t i = 0; e->line_items && i < e->line_items->n_items; i++) {
                 const LineItem *li = &e->line_items->items[i];
-                _cleanup_(json_object_putp) json_object *o = json_object_new_object();
-                if (!o || json_add(o, "line_item_number", json_object_new_int64(li->number)) < 0 ||
-                    json_add(o, "status", json_object_new_string(li->status)) < 0 ||
-                    json_add(o, "quantities", quantities_to_json(li)) < 0)
-                        return -ENOMEM;
-                if (json_object_array_add(items, o) < 0)
-                        return -ENOMEM;
-                o = NULL;
+                json_writer_next(w);
+                json_writer_open(w, '{');
+                json_writer_member_int(w, "line_item_number", li->number);
+                json_writer_member_string(w, "status", li->status);
+                write_quantities(w, li);
+                json_writer_close(w, '}');
         }
-        return json_add_time_or_null(data, "previous_poll", e->previous_poll_usec);
+        json_writer_close(w, ']');
+        write_time_or_null(w, "previous_poll", e->previous_poll_usec);
 }
 
-static int json_add_line_items_array(json_object *data, json_object **ret) {
-        json_object *items = json_object_new_array();
-        if (json_add(data, "line_items", items) < 0)
-                return -ENOMEM;
-        *ret = items;
-        return 0;
-}
-
-static int json_array_take(json_object *a, json_object *o) {
-        if (!o || json_object_array_add(a, o) < 0) {
-                json_object_put(o);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
-static int event_data_discovered(const Event *e, json_object *data) {
-        json_object *items;
-        if (json_add_time_or_null(data, "operation_date", e->operation_usec) < 0 ||
-            json_add_line_items_array(data, &items) < 0)
-                return -ENOMEM;
+static void write_data_discovered(const Event *e, JsonWriter *w) {
+        write_time_or_null(w, "operation_date", e->operation_usec);
+        json_writer_key(w, "line_items");
+        json_writer_open(w, '[');
         for (size_t i = 0; e->names && i < e->names->n_items; i++) {
                 const LineItemName *li = &e->names->items[i];
-                json_object *o = json_object_new_object();
-                if (json_array_take(items, o) < 0 ||
-                    json_add(o, "line_item_number", json_object_new_int64(li->number)) < 0 ||
-                    json_add_string_or_null(o, "offer_id", li->offer_id) < 0 ||
-                    json_add_string_or_null(o, "friendly_name", li->friendly_name) < 0 ||
-                    (li->quantity >= 0 ? json_add(o, "quantity", json_object_new_int64(li->quantity))
-                                       : json_add_null(o, "quantity")) < 0)
-                        return -ENOMEM;
+                json_writer_next(w);
+                json_writer_open(w, '{');
+                json_writer_member_int(w, "line_item_number", li->number);
+                json_writer_member_string(w, "offer_id", li->offer_id);
+                json_writer_member_string(w, "friendly_name", li->friendly_name);
+                json_writer_key(w, "quantity");
+                if (li->quantity >= 0)
+                        json_writer_int(w, li->quantity);
+                else
+                        json_writer_null(w);
+                json_writer_close(w, '}');
         }
-        return 0;
+        json_writer_close(w, ']');
 }
 
-static int event_data_stalled(const Event *e, json_object *data) {
-        json_object *items;
-        if (json_add_time_or_null(data, "since", e->since_usec) < 0 || json_add_line_items_array(data, &items) < 0)
-                return -ENOMEM;
+static void write_data_stalled(const Event *e, JsonWriter *w) {
+        write_time_or_null(w, "since", e->since_usec);
+        json_writer_key(w, "line_items");
+        json_writer_open(w, '[');
         for (size_t i = 0; e->line_items && i < e->line_items->n_items; i++) {
                 const LineItem *li = &e->line_items->items[i];
                 const LineItemName *name = order_names_find(e->names, li->number);
-                json_object *o = json_object_new_object();
-                if (json_array_take(items, o) < 0 ||
-                    json_add(o, "line_item_number", json_object_new_int64(li->number)) < 0 ||
-                    json_add(o, "status", json_object_new_string(li->status)) < 0 ||
-                    json_add(o, "quantities", quantities_to_json(li)) < 0 ||
-                    json_add_string_or_null(o, "offer_id", name ? name->offer_id : NULL) < 0 ||
-                    json_add_string_or_null(o, "friendly_name", name ? name->friendly_name : NULL) < 0)
-                        return -ENOMEM;
+                json_writer_next(w);
+                json_writer_open(w, '{');
+                json_writer_member_int(w, "line_item_number", li->number);
+                json_writer_member_string(w, "status", li->status);
+                write_quantities(w, li);
+                json_writer_member_string(w, "offer_id", name ? name->offer_id : NULL);
+                json_writer_member_string(w, "friendly_name", name ? name->friendly_name : NULL);
+                json_writer_close(w, '}');
         }
-        return 0;
+        json_writer_close(w, ']');
 }
 
-static int event_data_auth(const Event *e, json_object *data) {
-        if (json_add_string_or_null(data, "grant", e->grant) < 0)
-                return -ENOMEM;
+static void write_http_status(JsonWriter *w, long status) {
+        json_writer_key(w, "http_status");
+        if (status != 0)
+                json_writer_int(w, status);
+        else
+                json_writer_null(w);
+}
+
+static void write_data_auth(const Event *e, JsonWriter *w) {
+        json_writer_member_string(w, "grant", e->grant);
         if (e->type == EVENT_AUTH_RECOVERED)
-                return 0;
-        json_object *codes = json_object_new_array();
-        if ((e->http_status != 0 ? json_add(data, "http_status", json_object_new_int64(e->http_status))
-                                 : json_add_null(data, "http_status")) < 0 ||
-            json_add_string_or_null(data, "error", e->error) < 0 || json_add(data, "error_codes", codes) < 0)
-                return -ENOMEM;
-        for (size_t i = 0; i < e->n_error_codes; i++)
-                if (json_array_take(codes, json_object_new_int64(e->error_codes[i])) < 0)
-                        return -ENOMEM;
-        if (json_add_string_or_null(data, "description", e->description) < 0 ||
-            json_add_string_or_null(data, "action", e->action) < 0)
-                return -ENOMEM;
-        return 0;
+                return;
+        write_http_status(w, e->http_status);
+        json_writer_member_string(w, "error", e->error);
+        json_writer_key(w, "error_codes");
+        json_writer_open(w, '[');
+        for (size_t i = 0; i < e->n_error_codes; i++) {
+                json_writer_next(w);
+                json_writer_int(w, e->error_codes[i]);
+        }
+        json_writer_close(w, ']');
+        json_writer_member_string(w, "description", e->description);
+        json_writer_member_string(w, "action", e->action);
 }
 
-static json_object *event_data(const Event *e) {
-        _cleanup_(json_object_putp) json_object *data = json_object_new_object();
-        int r;
-
-        if (!data)
-                return NULL;
-        if (!event_type_is_auth(e->type) &&
-            (json_add(data, "customer_id", json_object_new_string(e->customer_id)) < 0 ||
-             json_add_string_or_null(data, "customer_name", e->names ? e->names->customer_name : NULL) < 0 ||
-             json_add(data, "order_id", json_object_new_string(e->order_id)) < 0))
-                return NULL;
-
+static int write_data(const Event *e, JsonWriter *w) {
+        json_writer_open(w, '{');
+        if (!event_type_is_auth(e->type)) {
+                json_writer_member_string(w, "customer_id", e->customer_id);
+                json_writer_member_string(w, "customer_name", e->names ? e->names->customer_name : NULL);
+                json_writer_member_string(w, "order_id", e->order_id);
+        }
         switch (e->type) {
         case EVENT_LINEITEM_ADDED:
         case EVENT_LINEITEM_CHANGED:
         case EVENT_LINEITEM_REMOVED:
-                r = event_data_lineitem(e, data);
+                if (write_data_lineitem(e, w) < 0)
+                        return -EINVAL;
                 break;
         case EVENT_ORDER_COMPLETED:
-                r = event_data_completed(e, data);
+                write_data_completed(e, w);
                 break;
         case EVENT_ORDER_NOT_FOUND:
-                r = json_add_string_or_null(data, "code", e->code);
-                if (r >= 0)
-                        r = json_add_string_or_null(data, "description", e->description);
+                json_writer_member_string(w, "code", e->code);
+                json_writer_member_string(w, "description", e->description);
                 break;
         case EVENT_ORDER_FETCH_FAILED:
-                r = e->http_status != 0 ? json_add(data, "http_status", json_object_new_int64(e->http_status))
-                                        : json_add_null(data, "http_status");
-                if (r >= 0)
-                        r = json_add_string_or_null(data, "reason", e->reason);
-                if (r >= 0)
-                        r = json_add_string_or_null(data, "correlation_id", e->correlation_id);
-                if (r >= 0)
-                        r = json_add_string_or_null(data, "request_id", e->request_id);
-                if (r >= 0)
-                        r = json_add_string_or_null(data, "ms_cv", e->ms_cv);
+                write_http_status(w, e->http_status);
+                json_writer_member_string(w, "reason", e->reason);
+                json_writer_member_string(w, "correlation_id", e->correlation_id);
+                json_writer_member_string(w, "request_id", e->request_id);
+                json_writer_member_string(w, "ms_cv", e->ms_cv);
                 break;
         case EVENT_ORDER_RECOVERED:
-                r = 0;
                 break;
         case EVENT_ORDER_DISCOVERED:
-                r = event_data_discovered(e, data);
+                write_data_discovered(e, w);
                 break;
         case EVENT_ORDER_STALLED:
-                r = event_data_stalled(e, data);
+                write_data_stalled(e, w);
                 break;
         case EVENT_AUTH_FAILED:
         case EVENT_AUTH_RECOVERED:
-                r = event_data_auth(e, data);
+                write_data_auth(e, w);
                 break;
         default:
-                r = -EINVAL;
+                return -EINVAL;
         }
-        if (r < 0) {
-                errno = -r;
-                return NULL;
-        }
-        return TAKE_PTR(data);
+        json_writer_close(w, '}');
+        return 0;
 }
 
 char *event_to_json(const Event *e, const char *hostname) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
         _cleanup_free_ char *source = NULL, *subject = NULL;
         char time[64];
 
@@ -381,19 +345,27 @@ char *event_to_json(const Event *e, const char *hostname) {
         if (!source || !subject)
                 return NULL;
 
-        o = json_object_new_object();
-        if (!o || json_add(o, "specversion", json_object_new_string("1.0")) < 0 ||
-            json_add(o, "id", json_object_new_string(e->id)) < 0 ||
-            json_add(o, "source", json_object_new_string(source)) < 0 ||
-            json_add(o, "type", json_object_new_string(event_table[e->type].type)) < 0 ||
-            json_add(o, "subject", json_object_new_string(subject)) < 0 ||
-            json_add(o, "time", json_object_new_string(format_rfc3339(time, sizeof time, e->time_usec))) < 0 ||
-            json_add(o, "datacontenttype", json_object_new_string("application/json")) < 0 ||
-            json_add(o, "data", event_data(e)) < 0)
+        JsonWriter w = {};
+        json_writer_open(&w, '{');
+        json_writer_member_string(&w, "specversion", "1.0");
+        json_writer_member_string(&w, "id", e->id);
+        json_writer_member_string(&w, "source", source);
+        json_writer_member_string(&w, "type", event_table[e->type].type);
+        json_writer_member_string(&w, "subject", subject);
+        json_writer_member_string(&w, "time", format_rfc3339(time, sizeof time, e->time_usec));
+        json_writer_member_string(&w, "datacontenttype", "application/json");
+        json_writer_key(&w, "data");
+        int r = write_data(e, &w);
+        json_writer_close(&w, '}');
+        if (r < 0) {
+                free(json_writer_finish(&w));
+                errno = -r;
                 return NULL;
-
-        const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-        return s ? strdup(s) : NULL;
+        }
+        char *json = json_writer_finish(&w);
+        if (!json)
+                errno = ENOMEM;
+        return json;
 }
 
 /* " (fulfilled 3, prefulfillmentpending 2)", nothing when there are no quantities. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <strings.h>
 
+#include "json-writer.h"
 #include "snapshot.h"
 #include "json-util.h"
 
@@ -308,94 +309,30 @@ bool snapshot_is_settled(const Snapshot *s, char *const *terminal) {
         return true;
 }
 
-/* The store's JSON is written directly: it is made for every changed answer (every answer of a first
- * run), and json-c spent ten times as long building objects, hashing their keys and printing them.
- * The output is byte for byte what json-c printed (keys in insertion order, JSON_C_TO_STRING_PLAIN,
- * NOSLASHESCAPE); statuses are printable ASCII (status_is_valid()), so only '"' and '\' need an
- * escape. */
-typedef struct Writer {
-        char *buf;
-        size_t size, alloc;
-        bool failed;
-} Writer;
-
-static void writer_grow(Writer *w, size_t n) {
-        if (w->failed || w->size + n + 1 <= w->alloc)
-                return;
-        size_t a = w->alloc ? w->alloc : 256;
-        while (a < w->size + n + 1)
-                a *= 2;
-        char *b = realloc(w->buf, a);
-        if (!b) {
-                w->failed = true;
-                return;
-        }
-        w->buf = b;
-        w->alloc = a;
-}
-
-static void writer_put(Writer *w, const char *s, size_t n) {
-        writer_grow(w, n);
-        if (w->failed)
-                return;
-        memcpy(w->buf + w->size, s, n);
-        w->size += n;
-}
-
-#define writer_puts(w, lit) writer_put((w), "" lit, sizeof(lit) - 1)
-
-static void writer_int(Writer *w, int64_t v) {
-        char b[24];
-        int n = snprintf(b, sizeof b, "%" PRId64, v);
-        writer_put(w, b, (size_t) n);
-}
-
-static void writer_string(Writer *w, const char *s) {
-        writer_puts(w, "\"");
-        for (const char *p = s; *p; p++) {
-                size_t run = strcspn(p, "\"\\");
-                writer_put(w, p, run);
-                p += run;
-                if (!*p)
-                        break;
-                char esc[2] = { '\\', *p };
-                writer_put(w, esc, 2);
-        }
-        writer_puts(w, "\"");
-}
-
+/* The store's JSON is written directly (json-writer.h): it is made for every changed answer. */
 char *snapshot_to_json(const Snapshot *s) {
-        Writer w = {};
-        writer_puts(&w, "{\"items\":[");
+        JsonWriter w = {};
+        json_writer_open(&w, '{');
+        json_writer_key(&w, "items");
+        json_writer_open(&w, '[');
         for (size_t i = 0; i < s->n_items; i++) {
                 const LineItem *li = &s->items[i];
-                if (i > 0)
-                        writer_puts(&w, ",");
-                writer_puts(&w, "{\"n\":");
-                writer_int(&w, li->number);
-                if (li->has_order_line_item_id) {
-                        writer_puts(&w, ",\"olid\":");
-                        writer_int(&w, li->order_line_item_id);
-                }
-                writer_puts(&w, ",\"status\":");
-                writer_string(&w, li->status);
-                writer_puts(&w, ",\"q\":{");
-                for (size_t k = 0; k < li->n_quantities; k++) {
-                        if (k > 0)
-                                writer_puts(&w, ",");
-                        writer_string(&w, li->quantities[k].status);
-                        writer_puts(&w, ":");
-                        writer_int(&w, li->quantities[k].quantity);
-                }
-                writer_puts(&w, "}}");
+                json_writer_next(&w);
+                json_writer_open(&w, '{');
+                json_writer_member_int(&w, "n", li->number);
+                if (li->has_order_line_item_id)
+                        json_writer_member_int(&w, "olid", li->order_line_item_id);
+                json_writer_member_string(&w, "status", li->status);
+                json_writer_key(&w, "q");
+                json_writer_open(&w, '{');
+                for (size_t k = 0; k < li->n_quantities; k++)
+                        json_writer_member_int(&w, li->quantities[k].status, li->quantities[k].quantity);
+                json_writer_close(&w, '}');
+                json_writer_close(&w, '}');
         }
-        writer_puts(&w, "]}");
-        if (w.failed) {
-                free(w.buf);
-                return NULL;
-        }
-        w.buf[w.size] = 0;
-        return w.buf;
+        json_writer_close(&w, ']');
+        json_writer_close(&w, '}');
+        return json_writer_finish(&w);
 }
 
 static int snapshot_item_from_json(json_object *o, LineItem *ret) {

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: MIT */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json-writer.h"
+
+static void writer_grow(JsonWriter *w, size_t n) {
+        if (w->failed || w->size + n + 1 <= w->alloc)
+                return;
+        size_t a = w->alloc ? w->alloc : 256;
+        while (a < w->size + n + 1)
+                a *= 2;
+        char *b = realloc(w->buf, a);
+        if (!b) {
+                w->failed = true;
+                return;
+        }
+        w->buf = b;
+        w->alloc = a;
+}
+
+void json_writer_raw(JsonWriter *w, const char *s, size_t n) {
+        writer_grow(w, n);
+        if (w->failed)
+                return;
+        memcpy(w->buf + w->size, s, n);
+        w->size += n;
+}
+
+#define raw_lit(w, lit) json_writer_raw((w), "" lit, sizeof(lit) - 1)
+
+void json_writer_string(JsonWriter *w, const char *s) {
+        static const char special[] = "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f"
+                                      "\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f";
+        raw_lit(w, "\"");
+        for (const char *p = s; *p;) {
+                size_t run = strcspn(p, special);
+                json_writer_raw(w, p, run);
+                p += run;
+                if (!*p)
+                        break;
+                unsigned char c = (unsigned char) *p++;
+                char esc[8];
+                switch (c) {
+                case '"':
+                        raw_lit(w, "\\\"");
+                        break;
+                case '\\':
+                        raw_lit(w, "\\\\");
+                        break;
+                case '\b':
+                        raw_lit(w, "\\b");
+                        break;
+                case '\f':
+                        raw_lit(w, "\\f");
+                        break;
+                case '\n':
+                        raw_lit(w, "\\n");
+                        break;
+                case '\r':
+                        raw_lit(w, "\\r");
+                        break;
+                case '\t':
+                        raw_lit(w, "\\t");
+                        break;
+                default:
+                        snprintf(esc, sizeof esc, "\\u%04x", c);
+                        json_writer_raw(w, esc, 6);
+                }
+        }
+        raw_lit(w, "\"");
+}
+
+void json_writer_int(JsonWriter *w, int64_t v) {
+        char b[24];
+        int n = snprintf(b, sizeof b, "%" PRId64, v);
+        json_writer_raw(w, b, (size_t) n);
+}
+
+void json_writer_open(JsonWriter *w, char c) {
+        json_writer_raw(w, &c, 1);
+        w->comma = false;
+}
+
+void json_writer_close(JsonWriter *w, char c) {
+        json_writer_raw(w, &c, 1);
+        w->comma = true;
+}
+
+void json_writer_next(JsonWriter *w) {
+        if (w->comma)
+                raw_lit(w, ",");
+        w->comma = true;
+}
+
+void json_writer_key(JsonWriter *w, const char *key) {
+        json_writer_next(w);
+        json_writer_string(w, key);
+        raw_lit(w, ":");
+}
+
+void json_writer_null(JsonWriter *w) {
+        raw_lit(w, "null");
+}
+
+void json_writer_member_string(JsonWriter *w, const char *key, const char *s) {
+        json_writer_key(w, key);
+        if (s)
+                json_writer_string(w, s);
+        else
+                json_writer_null(w);
+}
+
+void json_writer_member_int(JsonWriter *w, const char *key, int64_t v) {
+        json_writer_key(w, key);
+        json_writer_int(w, v);
+}
+
+char *json_writer_finish(JsonWriter *w) {
+        if (w->failed) {
+                free(w->buf);
+                *w = (JsonWriter) {};
+                return NULL;
+        }
+        writer_grow(w, 0);
+        if (w->failed) {
+                free(w->buf);
+                return NULL;
+        }
+        w->buf[w->size] = 0;
+        char *s = w->buf;
+        *w = (JsonWriter) {};
+        return s;
+}
