@@ -9,7 +9,7 @@
 static void writer_grow(JsonWriter *w, size_t n) {
         if (w->failed || w->size + n + 1 <= w->alloc)
                 return;
-        size_t a = w->alloc ? w->alloc : 256;
+        size_t a = w->alloc ? w->alloc : 1024; /* an event is ~600 bytes: one allocation */
         while (a < w->size + n + 1)
                 a *= 2;
         char *b = realloc(w->buf, a);
@@ -31,15 +31,34 @@ void json_writer_raw(JsonWriter *w, const char *s, size_t n) {
 
 #define raw_lit(w, lit) json_writer_raw((w), "" lit, sizeof(lit) - 1)
 
+/* The bytes a JSON string cannot hold as they are: '"', '\\' and the control characters. */
+static bool needs_escape(unsigned char c) {
+        return c < 0x20 || c == '"' || c == '\\';
+}
+
+/* Whether one of the 8 bytes in x is below 0x20 (NUL included), '"' or '\\': the bit tricks of
+ * "Bit Twiddling Hacks" (haszero, hasless) on a word at a time. */
+static bool word_needs_escape(uint64_t x) {
+        const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+        uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
+        return (((x - ones * 0x20) & ~x) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash)) & highs;
+}
+
 void json_writer_string(JsonWriter *w, const char *s) {
-        static const char special[] = "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f"
-                                      "\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f";
         raw_lit(w, "\"");
-        for (const char *p = s; *p;) {
-                size_t run = strcspn(p, special);
-                json_writer_raw(w, p, run);
-                p += run;
-                if (!*p)
+        const char *end = s + strlen(s);
+        for (const char *p = s; p < end;) {
+                const char *q = p;
+                for (uint64_t x; end - q >= 8; q += 8) {
+                        memcpy(&x, q, sizeof x);
+                        if (word_needs_escape(x))
+                                break;
+                }
+                while (q < end && !needs_escape((unsigned char) *q))
+                        q++;
+                json_writer_raw(w, p, (size_t) (q - p));
+                p = q;
+                if (p == end)
                         break;
                 unsigned char c = (unsigned char) *p++;
                 char esc[8];

@@ -11,7 +11,7 @@ typedef struct Entry {
         bool has_row;
         Event **events;
         char **bodies;
-        char **summaries;
+        char **summaries; /* made only for events that go to a Teams or Slack webhook */
         size_t n_events;
         OutboxSaveFn save;
         OutboxDoneFn done;
@@ -98,8 +98,7 @@ int outbox_add(Outbox *o, OrderRow *row, Event **events, size_t n_events, Outbox
                 int r = event_assign_id(events[i]);
                 if (r >= 0) {
                         e->bodies[i] = event_to_json(events[i], o->hostname);
-                        e->summaries[i] = event_summary(events[i]);
-                        r = e->bodies[i] && e->summaries[i] ? 0 : -ENOMEM;
+                        r = e->bodies[i] ? 0 : -ENOMEM;
                 }
                 if (r < 0) {
                         entry_free(e); /* e->events is still NULL: the caller keeps them */
@@ -124,9 +123,11 @@ int outbox_add(Outbox *o, OrderRow *row, Event **events, size_t n_events, Outbox
         return 0;
 }
 
-/* The webhooks that want an event of this type, into o->routes; no limit on their number. */
-static int route(Outbox *o, const char *type, size_t *ret_n) {
+/* The webhooks that want an event of this type, into o->routes; no limit on their number.
+ * *ret_summary: whether one of them shows the event's summary (a Teams or Slack message). */
+static int route(Outbox *o, const char *type, size_t *ret_n, bool *ret_summary) {
         size_t n = 0;
+        bool summary = false;
         if (o->routes_alloc < o->config->n_webhooks) {
                 char **r = realloc(o->routes, o->config->n_webhooks * sizeof *r);
                 if (!r)
@@ -135,9 +136,12 @@ static int route(Outbox *o, const char *type, size_t *ret_n) {
                 o->routes_alloc = o->config->n_webhooks;
         }
         for (size_t w = 0; w < o->config->n_webhooks; w++)
-                if (webhook_wants_event(&o->config->webhooks[w], type))
+                if (webhook_wants_event(&o->config->webhooks[w], type)) {
                         o->routes[n++] = o->config->webhooks[w].name;
+                        summary = summary || o->config->webhooks[w].format != WEBHOOK_FORMAT_CLOUDEVENTS;
+                }
         *ret_n = n;
+        *ret_summary = summary;
         return 0;
 }
 
@@ -152,7 +156,10 @@ static int save_entry(Outbox *o, Entry *e) {
                 const Event *ev = e->events[i];
                 const char *type = event_type_to_string(ev->type);
                 size_t n = 0;
-                r = route(o, type, &n);
+                bool summary = false;
+                r = route(o, type, &n, &summary);
+                if (r >= 0 && summary && !e->summaries[i] && !(e->summaries[i] = event_summary(ev)))
+                        r = -ENOMEM;
                 if (r >= 0)
                         r = store_add_event(o->store, ev->id, type, ev->customer_id ?: "", ev->order_id ?: "",
                                             ev->time_usec, e->bodies[i], e->summaries[i], o->routes, n);

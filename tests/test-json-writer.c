@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "json-writer.h"
@@ -33,6 +34,23 @@ static void test_every_byte(void **state) {
         check_string("");
         check_string("Pending Activation = café / \"quoted\" \\ \x01\x1f\x7f\t\n\r\b\f");
         check_string("€ 𝄞 Ünïcödé");
+}
+
+/* Strings are scanned 8 bytes at a time: every byte value at every position of a word, and
+ * lengths around the word size, with the rest plain or made of bytes that are close calls
+ * (0x20, 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xff). */
+static void test_every_position(void **state) {
+        static const char fill[] = {'x', ' ', '!', '[', ']', 0x7f, (char) 0x80, (char) 0xff};
+        char s[40];
+        for (size_t f = 0; f < sizeof fill; f++)
+                for (size_t len = 1; len < 26; len++)
+                        for (size_t pos = 0; pos < len; pos++)
+                                for (int c = 1; c < 256; c += (c < 0x30 || c > 0x58 ? 1 : 7)) {
+                                        memset(s, fill[f], len);
+                                        s[len] = 0;
+                                        s[pos] = (char) c;
+                                        check_string(s);
+                                }
 }
 
 static void test_structure(void **state) {
@@ -76,6 +94,7 @@ static void test_structure(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_every_byte),
+                cmocka_unit_test(test_every_position),
                 cmocka_unit_test(test_structure),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
