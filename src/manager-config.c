@@ -67,6 +67,27 @@ void manager_forget_orders_dir_orders(Config *c) {
         c->n_orders = n;
 }
 
+/* At start-up, the configured orders become the order table, and those of orders-dir move into it
+ * rather than being copied: the list and a table of the same orders are never both held whole. */
+int manager_adopt_config_orders(Manager *m) {
+        Config *c = m->config;
+        for (size_t i = 0; i < c->n_orders; i++) {
+                OrderRef *o = &c->orders[i];
+                bool own = origin_is_config_file(c, o);
+                Order *x = own ? orders_ensure(&m->orders, o->customer_id, o->order_id)
+                               : orders_ensure_take(&m->orders, &o->customer_id, &o->order_id);
+                if (!x)
+                        return log_oom();
+                x->configured = true;
+                if (!own)
+                        o->origin = mfree(o->origin); /* forgotten below, like the ids a duplicate kept */
+        }
+        ORDERS_FOREACH(x, &m->orders)
+                orders_update_watched(&m->orders, x);
+        manager_forget_orders_dir_orders(c);
+        return 0;
+}
+
 /* The configuration parser reports problems on a FILE*; at run time each line becomes a log entry. */
 typedef struct ErrorLog {
         FILE *f;

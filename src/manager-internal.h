@@ -90,6 +90,7 @@ void manager_write_poll_times(Manager *m);
 /* manager-config.c */
 int manager_apply_orders(Manager *m, const OrderRef *dir_orders, size_t n_dir);
 void manager_forget_orders_dir_orders(Config *c);
+int manager_adopt_config_orders(Manager *m);
 void manager_orders_dir_start_watch(Manager *m);
 void manager_reload(Manager *m);
 void manager_log_config_warnings(const Config *c);

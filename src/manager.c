@@ -340,12 +340,11 @@ int manager_new(uv_loop_t *loop, Config *config, const ManagerOptions *options, 
         if (r < 0)
                 return log_error_errno(r, "Cannot open the state store in '%s': %m", config->state_directory);
         /* The configured orders become the order table before the store is read, and orders-dir's list
-         * goes right after: the list, the table with its rows and SQLite's page cache are never all
-         * held at once (the start-up peak of the RSS). */
-        r = orders_set_configured(&m->orders, config->orders, config->n_orders, NULL, 0, NULL, NULL);
+         * moves into it: the list, the table with its rows and SQLite's page cache are never all held
+         * at once (the start-up peak of the RSS). */
+        r = manager_adopt_config_orders(m);
         if (r < 0)
-                return log_oom();
-        manager_forget_orders_dir_orders(config);
+                return r;
         r = store_foreach_order(m->store, load_row, m);
         if (r < 0)
                 return log_error_errno(r, "Cannot load state from '%s': %s", store_path(m->store),

@@ -181,7 +181,7 @@ int order_state_apply(const OrderRow *row, const Snapshot *old, const PollReport
         u.row.snapshot_json = mfree(u.row.snapshot_json);
         u.row.last_error = mfree(u.row.last_error);
         u.row.last_poll_usec = report->time_usec;
-        u.row.last_http_status = report->http_status;
+        u.row.last_http_status = (int) report->http_status;
 
         switch (report->outcome) {
         case POLL_OUTCOME_OK:

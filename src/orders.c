@@ -35,8 +35,9 @@ Order *orders_find(const Orders *t, const char *c, const char *o) {
         return t->map ? hashmap_get(t->map, &key) : NULL;
 }
 
-Order *orders_ensure(Orders *t, const char *c, const char *o) {
-        Order *x = orders_find(t, c, o);
+/* *c and *o become the new order's (set to NULL) when it is created; they stay the caller's otherwise. */
+Order *orders_ensure_take(Orders *t, char **c, char **o) {
+        Order *x = orders_find(t, *c, *o);
         if (x)
                 return x;
         if (!t->map && !(t->map = hashmap_new(&order_key_ops)))
@@ -46,17 +47,27 @@ Order *orders_ensure(Orders *t, const char *c, const char *o) {
         x = calloc(1, sizeof *x);
         if (!x)
                 return NULL;
-        x->row.customer_id = strdup(c);
-        x->row.order_id = strdup(o);
-        if (!x->row.customer_id || !x->row.order_id || hashmap_put(t->map, &x->row, x) < 0) {
-                order_row_done(&x->row);
+        x->row.customer_id = *c;
+        x->row.order_id = *o;
+        if (hashmap_put(t->map, &x->row, x) < 0) {
                 free(x);
                 return NULL;
         }
+        *c = *o = NULL;
         x->hi.heap_pos = SIZE_MAX;
         x->queue = ORDER_QUEUE_NONE;
         t->all[t->n++] = x;
         return x;
+}
+
+Order *orders_ensure(Orders *t, const char *c, const char *o) {
+        Order *x = orders_find(t, c, o);
+        if (x)
+                return x;
+        _cleanup_free_ char *cc = strdup(c), *oc = strdup(o);
+        if (!cc || !oc)
+                return NULL;
+        return orders_ensure_take(t, &cc, &oc);
 }
 
 int orders_load_row(Orders *t, const OrderRow *row) {

@@ -65,6 +65,8 @@ void orders_done(Orders *t);
 Order *orders_find(const Orders *t, const char *customer_id, const char *order_id);
 /* The order, created unwatched and in no queue when it is new. NULL on ENOMEM. */
 Order *orders_ensure(Orders *t, const char *customer_id, const char *order_id);
+/* The same, taking *customer_id and *order_id (set to NULL) when the order is new. */
+Order *orders_ensure_take(Orders *t, char **customer_id, char **order_id);
 /* Adds an order from its stored row (a copy is made, except of the snapshot: see has_snapshot). */
 int orders_load_row(Orders *t, const OrderRow *row);
 

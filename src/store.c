@@ -397,7 +397,7 @@ static int order_row_from_statement(sqlite3_stmt *st, OrderRow *ret) {
                 .fetch_failed = sqlite3_column_int(st, 8) != 0,
                 .not_found = sqlite3_column_int(st, 9) != 0,
                 .settled = sqlite3_column_int(st, 10) != 0,
-                .last_http_status = (long) sqlite3_column_int64(st, 11),
+                .last_http_status = (int) sqlite3_column_int64(st, 11),
         };
 
         const void *digest = sqlite3_column_type(st, 13) == SQLITE_BLOB ? sqlite3_column_blob(st, 13) : NULL;
@@ -577,7 +577,8 @@ static int store_setup_read_write(Store *s) {
                           "PRAGMA foreign_keys = ON;"
                           "PRAGMA secure_delete = FAST;"
                           "PRAGMA journal_size_limit = 67108864;"
-                          "PRAGMA wal_autocheckpoint = 10000;",
+                          "PRAGMA wal_autocheckpoint = 10000;"
+                          "PRAGMA cache_size = -512;",
                           NULL, NULL, NULL);
         if (rc != SQLITE_OK)
                 return store_fail(s, rc);

@@ -38,20 +38,20 @@ typedef struct OrderRow {
         uint64_t next_poll_usec;    /* realtime, informational (for status) */
         uint64_t not_found_since_usec; /* realtime of the first 404 in the current run of 404s, 0 = none */
         unsigned consecutive_failures;
+        int last_http_status;
         bool fetch_failed; /* order.fetch_failed was emitted and no recovery since */
         bool not_found;    /* order.not_found was emitted and no recovery since */
         bool settled;
-        long last_http_status;
+        bool stalled;      /* order.stalled was emitted for the stall clock running now */
+        bool has_answer_digest; /* answer_digest below is set */
         char *last_error; /* NULL when the last poll was good */
         /* Identifies the answer snapshot_json was made from (see the manager): the same answer again
          * need not be parsed. Only for an answer of one page. */
         uint8_t answer_digest[16];
-        bool has_answer_digest;
         OrderNames *names;        /* what the activity log or a customer's order list named; NULL: none */
         uint64_t discovered_usec; /* realtime when discovery found the order, 0 = never (configured only) */
         uint64_t changed_usec;    /* the stall clock (SPEC §9): last change, else the first good poll; 0 = none */
-        bool stalled;             /* order.stalled was emitted for the clock running now */
-} OrderRow;
+} OrderRow; /* the fields are in an order that leaves no holes: the table holds one per order */
 
 void order_row_done(OrderRow *r);
 /* Deep copy; -ENOMEM leaves *dst empty. */
