@@ -35,6 +35,12 @@ requests at the simulator (mean and p95; the configured interval is the ideal), 
 uniform revisit at the interval gives (0.95 × interval), against which the measured p95 is judged
 (target ≤ 1.05 ×).
 
+--discovery turns discovery on in the daemon's runs ([discovery] enabled = yes, interval = 1m, the
+default sweep) while the simulator places new orders at --placed-per-day (default 2,000) into its
+activity log: what reading the log and sweeping cost from the same budget (requests per minute
+that are not provisioning polls), and whether the latency of in-flight orders moves (compare a run
+without it, in the same invocation with --discovery both).
+
 --answer-delay makes the simulator answer every API request that much later, as Partner Center
 itself takes its time: the ideal p95 is then 0.95 × interval + the delay.
 
@@ -46,7 +52,7 @@ bench/README.md); a build without it rejects the key, and --revisit spare then f
 
     nice bench/latency.py [--minutes 10] [--orders 10000] [--in-flight 200] [--change-every 90]
                           [--budget 450] [--only tiered|naive] [--revisit interval|spare|both]
-                          [--answer-delay SECONDS]
+                          [--answer-delay SECONDS] [--discovery off|on|both] [--placed-per-day N]
 """
 
 import argparse
@@ -118,17 +124,21 @@ def spread_last_polls(state: str, unsettled_s: float, settled_s: float, seed: in
 
 
 def run(kind: str, a: argparse.Namespace) -> dict:
-    """kind: tiered, tiered+spare or naive."""
+    """kind: tiered, tiered+spare or naive, each optionally +discovery."""
+    discovery = kind.endswith("+discovery")
+    kind_base = kind.removesuffix("+discovery")
     env = Env(f"bench-latency-{kind.replace('+', '-')}")
+    placed = max(1, round(a.placed_per_day * a.minutes / 1440)) if discovery else 0
     sim = Sim(env.dir, "--generate", str(a.orders), "--in-flight", str(a.in_flight), "--change-every",
-              str(a.change_every), "--seed", "7", "--tenant-limit", "0", "--history-max", "1000000")
+              str(a.change_every), "--seed", "7", "--tenant-limit", "0", "--history-max", "1000000",
+              *(["--place", str(placed), "--place-over", str(a.minutes * 60)] if discovery else []))
     try:
         orders = [(f"cust-{i % 50}", f"order-{i}") for i in range(a.orders)]
         naive_s = a.orders / a.budget * 60
-        if kind.startswith("tiered"):
+        if kind_base.startswith("tiered"):
             interval_s, settled_s = 30.0, 6 * 3600.0
             poll = {"interval": "30s", "settled-interval": "6h"}
-            if kind == "tiered+spare":
+            if kind_base == "tiered+spare":
                 poll["min-interval"] = SPARE_FLOOR
         else:
             interval_s = settled_s = naive_s
@@ -154,7 +164,8 @@ def run(kind: str, a: argparse.Namespace) -> dict:
         first_change = sim.control("GET", "changes?limit=1&since=999999999")["next"]
         first_request = sim.control("GET", "requests?limit=1&since=999999999&kind=api")["next"]
 
-        cfg = env.config(sim, orders, poll=poll)
+        cfg = env.config(sim, orders, poll=poll,
+                         extra="\n[discovery]\nenabled = yes\ninterval = 1m\n" if discovery else "")
         start, start_wall = time.monotonic(), time.time()
         d = StampedDaemon(cfg)
         try:
@@ -165,6 +176,8 @@ def run(kind: str, a: argparse.Namespace) -> dict:
         changes = sim.control("GET", f"changes?since={first_change}&limit=1000000")["changes"]
         reqs = sim.control("GET", f"requests?since={first_request}&limit=1000000&kind=api")["requests"]
         events = d.all_events
+        placed_orders = {c["order"] for c in sim.control("GET", f"changes?since={first_change}&limit=1000000")[
+            "changes"] if c.get("kind") == "audit_visible"} if discovery else set()
     finally:
         sim.stop()
         env.cleanup()
@@ -184,6 +197,12 @@ def run(kind: str, a: argparse.Namespace) -> dict:
         seen = [s for (m, s) in known.get(key, []) if m <= t]
         return bool(seen) and seen[-1] not in TERMINAL
 
+    other_ops: dict[str, int] = {}
+    for q in reqs:
+        if q.get("op") != "provisioningstatus":
+            other_ops[q.get("op") or "?"] = other_ops.get(q.get("op") or "?", 0) + 1
+    all_reqs, reqs = reqs, [q for q in reqs if q.get("op") == "provisioningstatus"]
+    discovered = {e["data"]["order_id"] for e in events if e["type"] == "provwatch.order.discovered"}
     polls: dict[tuple, list] = {}
     for q in reqs:
         polls.setdefault((q["customer"], q["order"]), []).append(q["mono"])
@@ -224,7 +243,7 @@ def run(kind: str, a: argparse.Namespace) -> dict:
         for x, y in zip(p, p[1:]):
             if x >= start + 5 and believed_in_flight(key, x) and believed_in_flight(key, y - 0.001):
                 gaps.append(y - x)
-    t = sorted(r["mono"] for r in reqs)
+    t = sorted(r["mono"] for r in all_reqs)
     worst = max((bisect.bisect_left(t, x + 60) - i for i, x in enumerate(t)), default=0)
     # Settled orders that never change (not the in-flight ones): which were due in the run (from the
     # prepared last polls; 5 s of slack either side for pacing), which were polled.
@@ -237,7 +256,8 @@ def run(kind: str, a: argparse.Namespace) -> dict:
             "settled_per_min": len(polled) / minutes, "settled_due": len(due),
             "settled_due_polled": len(due & set(polled)), "settled_polled": len(set(polled)),
             "settled_expected": len(never_change) / (settled_s / 60), "duration": end - start,
-            "interval_s": interval_s, "gaps": gaps}
+            "interval_s": interval_s, "gaps": gaps, "other_ops": other_ops, "placed": len(placed_orders),
+            "placed_discovered": len(placed_orders & discovered)}
 
 
 def summary(r: dict) -> dict:
@@ -272,6 +292,9 @@ def main() -> None:
     ap.add_argument("--only", choices=("tiered", "naive"))
     ap.add_argument("--answer-delay", type=float, default=0.0, metavar="SECONDS",
                     help="the simulator answers every API request this much later (default 0)")
+    ap.add_argument("--discovery", choices=("off", "on", "both"), default="off",
+                    help="discovery in the daemon's runs, with orders placed at --placed-per-day (default off)")
+    ap.add_argument("--placed-per-day", type=float, default=2000)
     ap.add_argument("--revisit", choices=("interval", "spare", "both"), default="interval",
                     help="tiered schedule: configured interval only, sooner with spare budget (min-interval = "
                          f"{SPARE_FLOOR}), or both")
@@ -282,6 +305,8 @@ def main() -> None:
         kinds += {"interval": ["tiered"], "spare": ["tiered+spare"], "both": ["tiered", "tiered+spare"]}[a.revisit]
     if a.only in (None, "naive"):
         kinds.append("naive")
+    kinds = [k + suffix for k in kinds for suffix in {"off": [""], "on": ["+discovery"],
+                                                        "both": ["", "+discovery"]}[a.discovery]]
     runs = [run(k, a) for k in kinds]
     print()
     print(f"{a.orders} orders, {a.in_flight} in flight (a change every {a.change_every:.0f} s on average), "
@@ -311,19 +336,24 @@ def main() -> None:
               f"run {r['settled_due_polled']} were polled ({r['settled_due_polled'] / max(r['settled_due'], 1):.3f}), "
               f"{r['settled_polled'] - r['settled_due_polled']} others")
         ok = ok and r["worst_window"] <= a.budget
+        if r["kind"].endswith("+discovery"):
+            other = sum(r["other_ops"].values())
+            print(f"{r['kind']}: discovery took {other} requests = {other / (r['duration'] / 60):.2f}/min of the "
+                  f"budget ({', '.join(f'{k} {v}' for k, v in sorted(r['other_ops'].items()))}); "
+                  f"{r['placed_discovered']} of {r['placed']} placed orders discovered")
         g = sorted(r["gaps"])
         if g:
             print(f"{r['kind']}: gap between two polls of an order in flight: mean {statistics.mean(g):.2f} s, "
                   f"p50 {percentile(g, 50):.2f} s, p95 {percentile(g, 95):.2f} s ({len(g)} gaps; interval "
                   f"{r['interval_s']:.0f} s)")
-    for kind in ("tiered", "tiered+spare"):
+    for kind in ("tiered", "tiered+spare", "tiered+discovery", "tiered+spare+discovery"):
         if (kind, "in_flight") not in sums:
             continue
         p95 = sums[(kind, "in_flight")]["p95"]
         ideal = 0.95 * 30.0
         print(f"{kind} p95 (in flight) {p95[0]:.1f} s = {p95[0] / ideal:.2f} × the {ideal:.1f} s of a uniform "
-              f"30 s revisit" + (f" (target ≤ {P95_IDEAL_RATIO:.2f})" if kind == "tiered" else ""))
-        if kind == "tiered":
+              f"30 s revisit" + (f" (target ≤ {P95_IDEAL_RATIO:.2f})" if kind in ("tiered", "tiered+discovery") else ""))
+        if kind in ("tiered", "tiered+discovery"):
             ok = ok and p95[0] <= P95_IDEAL_RATIO * ideal
     if ("tiered", "in_flight") in sums:
         p95 = sums[("tiered", "in_flight")]["p95"]

@@ -53,6 +53,20 @@ static void test_every_position(void **state) {
                                 }
 }
 
+static void test_integers(void **state) {
+        static const int64_t values[] = { 0, 1, -1, 9, 10, -10, 99, 100, 12345, -987654321, INT32_MAX, INT32_MIN,
+                                          INT64_MAX, INT64_MIN, INT64_MAX - 1, INT64_MIN + 1 };
+        for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+                json_object *o = json_object_new_int64(values[i]);
+                JsonWriter w = {};
+                json_writer_int(&w, values[i]);
+                _cleanup_free_ char *ours = json_writer_finish(&w);
+                assert_non_null(ours);
+                assert_string_equal(ours, json_object_to_json_string_ext(o, FLAGS));
+                json_object_put(o);
+        }
+}
+
 static void test_structure(void **state) {
         json_object *o = json_object_new_object(), *a = json_object_new_array(), *inner = json_object_new_object();
         json_object_object_add(o, "id", json_object_new_string("x"));
@@ -95,6 +109,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_every_byte),
                 cmocka_unit_test(test_every_position),
+                cmocka_unit_test(test_integers),
                 cmocka_unit_test(test_structure),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
