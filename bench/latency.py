@@ -215,6 +215,8 @@ def run(kind: str, a: argparse.Namespace) -> dict:
         # the last minute's changes may be just before their next poll: not counted at all
         if c["kind"] != "changed" or c["mono"] < start or c["mono"] > end - TAIL_S:
             continue
+        if c["order"] in placed_orders:  # the orders discovery found are not the ones measured
+            continue
         key = (c["customer"], c["order"])
         groups = ["all"] + (["in_flight"] if believed_in_flight(key, c["mono"]) else [])
         evs = [e for e in by_item.get((c["customer"], c["order"], c["number"]), []) if e["_mono"] >= c["mono"]]
