@@ -25,6 +25,13 @@ void line_item_done(LineItem *li) {
         *li = (LineItem) {};
 }
 
+void line_item_array_done(LineItemArray *a) {
+        for (size_t i = 0; i < a->n; i++)
+                line_item_done(&a->items[i]);
+        free(a->items);
+        *a = (LineItemArray) {};
+}
+
 static void line_items_free(LineItem *items, size_t n) {
         for (size_t i = 0; i < n; i++)
                 line_item_done(&items[i]);
@@ -379,15 +386,6 @@ static int snapshot_item_from_json(json_object *o, LineItem *ret) {
         if (r == -EINVAL || r == -EOVERFLOW)
                 return -EBADMSG;
         return r;
-}
-
-typedef struct LineItemArray {
-        LineItem *items;
-        size_t n;
-} LineItemArray;
-
-static void line_item_array_done(LineItemArray *a) {
-        line_items_free(a->items, a->n);
 }
 
 int snapshot_from_json(const char *json, Snapshot **ret) {

@@ -33,6 +33,13 @@ static inline void snapshot_freep(Snapshot **s) {
         snapshot_free(*s);
 }
 void line_item_done(LineItem *li);
+
+/* Line items being read from an answer, before they are merged into a snapshot. */
+typedef struct LineItemArray {
+        LineItem *items;
+        size_t n;
+} LineItemArray;
+void line_item_array_done(LineItemArray *a);
 int line_item_copy(const LineItem *src, LineItem *dst);
 bool line_item_equal(const LineItem *a, const LineItem *b); /* status and quantity map */
 
