@@ -158,6 +158,18 @@ static int store_delete_unreferenced_event(Store *s, int64_t seq) {
         return store_step_done(s, st);
 }
 
+/* Runs a statement that changes the queue row (webhook, seq): -ENOENT, with the store's error set,
+ * when there is no such row. */
+static int step_queue_row(Store *s, sqlite3_stmt *st, const char *webhook, int64_t seq) {
+        int r = store_step_done(s, st);
+        if (r < 0)
+                return r;
+        if (sqlite3_changes(s->db) == 0)
+                return store_set_error(s, -ENOENT, "No queue entry %lld for webhook '%s'", (long long) seq,
+                                       webhook);
+        return 0;
+}
+
 static int store_queue_delete(Store *s, const char *webhook, int64_t seq) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         int r;
@@ -168,12 +180,9 @@ static int store_queue_delete(Store *s, const char *webhook, int64_t seq) {
         r = store_bind(s, st, "ti", webhook, seq);
         if (r < 0)
                 return r;
-        r = store_step_done(s, st);
+        r = step_queue_row(s, st, webhook, seq);
         if (r < 0)
                 return r;
-        if (sqlite3_changes(s->db) == 0)
-                return store_set_error(s, -ENOENT, "No queue entry %lld for webhook '%s'", (long long) seq,
-                                       webhook);
         return store_delete_unreferenced_event(s, seq);
 }
 
@@ -205,13 +214,7 @@ int store_queue_reschedule(Store *s, const char *webhook, int64_t seq, unsigned 
                        last_error);
         if (r < 0)
                 return r;
-        r = store_step_done(s, st);
-        if (r < 0)
-                return r;
-        if (sqlite3_changes(s->db) == 0)
-                return store_set_error(s, -ENOENT, "No queue entry %lld for webhook '%s'", (long long) seq,
-                                       webhook);
-        return 0;
+        return step_queue_row(s, st, webhook, seq);
 }
 
 static int store_dead_letter_internal(Store *s, const char *webhook, int64_t seq, const char *reason,
@@ -225,12 +228,9 @@ static int store_dead_letter_internal(Store *s, const char *webhook, int64_t seq
         r = store_bind(s, st, "titi", webhook, seq, reason, (int64_t) now_usec);
         if (r < 0)
                 return r;
-        r = store_step_done(s, st);
+        r = step_queue_row(s, st, webhook, seq);
         if (r < 0)
                 return r;
-        if (sqlite3_changes(s->db) == 0)
-                return store_set_error(s, -ENOENT, "No queue entry %lld for webhook '%s'", (long long) seq,
-                                       webhook);
         return store_queue_delete(s, webhook, seq);
 }
 
