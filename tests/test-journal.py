@@ -289,6 +289,13 @@ def test_names_instance_and_alerts():
               "fulfilled", "MESSAGE of completed")
         q = journald.entries("PROVWATCH_INSTANCE=contoso", "MESSAGE_ID=" + MESSAGE_IDS["provwatch.auth.failed"])
         check(len(q) == 1, f"PROVWATCH_INSTANCE + MESSAGE_ID filter: {len(q)}")
+        dump = os.environ.get("PROVWATCH_JOURNAL_DUMP")
+        if dump:  # the alerts as journalctl shows them, for the documentation
+            with open(dump, "w", encoding="utf-8") as f:
+                for t in ("provwatch.auth.failed", "provwatch.auth.recovered", "provwatch.order.stalled"):
+                    p = subprocess.run(["journalctl", "--directory", journald.dir, "--no-pager", "-o", "short-iso",
+                                        "MESSAGE_ID=" + MESSAGE_IDS[t]], capture_output=True, text=True, timeout=30)
+                    f.write(p.stdout)
 
         # nothing secret in any field of any entry
         text = "\n".join(json.dumps(e) for e in journald.entries())
