@@ -6,7 +6,8 @@ Covered: Standard Webhooks signatures (whsec_ and raw secrets) and headers, the 
 event on stdout, `events =` filters, a dead and a black-hole endpoint delaying nothing, a receiver
 down for a while (every event delivered once it is back, in order per order, one id per event),
 410 disabling an endpoint until a reload, 429/503 Retry-After, a hanging receiver and the webhook
-timeout, queued events surviving a restart, `once` with the receiver up and down, and kill -9 at
+timeout, queued events surviving a restart, `once` with the receiver up and down, seventy webhooks
+(each gets every event; routing once stopped at 64), and kill -9 at
 random moments while events flow (no event lost, none announced under two ids)."""
 
 import base64
@@ -504,6 +505,38 @@ def test_once():
         env.cleanup()
 
 
+def test_seventy_webhooks():
+    """Every webhook gets its events, however many there are: routing once kept at most 64 names,
+    so webhooks 65 and on got nothing and nothing said so. The metrics name each of them too."""
+    env = Env("wh-many")
+    sim = Sim(env.dir, scenario=SCENARIO)
+    r = WebhookReceiver(env.dir, "r")
+    try:
+        n = 70
+        prom = os.path.join(env.dir, "provwatch.prom")
+        extra = f"\n[metrics]\ntextfile = {prom}\n"
+        extra += "".join(webhook(f"w{i}", r.url, f"X-Hook: w{i}", once_timeout="20s") for i in range(1, n + 1))
+        cfg = env.config(sim, [("c1", "o1"), ("c1", "o2")], extra=extra)
+        rc, ev, err = run_once(cfg, timeout=90)
+        check(rc == 0 and len(ev) == 2, f"once exit {rc}, {len(ev)} events: {err}")
+        got = sorted((x["headers"].get("X-Hook"), x["id"]) for x in r.delivered())
+        want = sorted((f"w{i}", e["id"]) for i in range(1, n + 1) for e in ev)
+        check(got == want, f"{len(got)} deliveries, want {len(want)}; "
+                           f"missing {sorted(set(want) - set(got))[:6]}")
+        hooks = status_json(cfg)["webhooks"]
+        check(sorted(w["name"] for w in hooks) == sorted(f"w{i}" for i in range(1, n + 1))
+              and all(w["queue_depth"] == 0 for w in hooks), f"status: {len(hooks)} webhooks")
+        with open(prom, encoding="utf-8") as f:
+            text = f.read()
+        for i in (1, 64, 65, n):
+            line = f'provwatch_webhook_deliveries_total{{webhook="w{i}",result="delivered"}} 2'
+            check(line in text, f"metrics: no line {line!r}")
+    finally:
+        r.stop()
+        sim.stop()
+        env.cleanup()
+
+
 def test_kill9_loses_nothing():
     """Orders change continuously; the daemon is killed with SIGKILL at random moments; then one
     clean run drains the queue. Every state transition the simulator made is covered by delivered
@@ -638,7 +671,8 @@ def test_kill9_loses_nothing():
 
 TESTS = [test_signatures_headers_and_filter, test_dead_endpoints_delay_nothing, test_receiver_down_then_back,
          test_410_disables_until_reload, test_429_and_503_retry_after, test_retry_for_dead_letters,
-         test_hanging_receiver_times_out, test_restart_keeps_queue, test_once, test_kill9_loses_nothing,
+         test_hanging_receiver_times_out, test_restart_keeps_queue, test_once, test_seventy_webhooks,
+         test_kill9_loses_nothing,
          test_slow_order_delays_no_other_order]
 
 if __name__ == "__main__":

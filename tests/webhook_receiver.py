@@ -221,6 +221,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True  # a hanging answer does not hold up exit
+    request_queue_size = 512  # listen backlog: many webhooks may connect at once (the default is 5)
 
     def handle_error(self, request, client_address):
         if not isinstance(sys.exc_info()[1], ConnectionError):  # e.g. the client timed out first
