@@ -379,9 +379,11 @@ FAULTS  POST /_control/fault
                            defaults: "not-a-list", "one", 42, "zero", "three", "none", "zero";
                            item fields change in the first line item (one is added if none);
                            items and totalCount also on the other API targets
-      paginate             {"page_size": n (default 1)}: links.next as Partner Center sends
-                           it; the next page (?seekOperation=Next) needs the given
-                           MS-ContinuationToken header, else 400 (code "800002")
+      paginate             {"page_size": n (default 1), "extra_headers": k (default 0)}:
+                           links.next as Partner Center sends it; the next page
+                           (?seekOperation=Next) needs the given MS-ContinuationToken header
+                           (and with k > 0 the k more headers X-Page-Extra-1..k the link
+                           names, each with its value), else 400 (code "800002")
       huge                 (every target) a valid JSON body over 9 MiB
     Transforms of the bytes (every target):
       bom                  prefix a UTF-8 byte-order mark
@@ -992,7 +994,7 @@ class Fault:
 
 def parse_fault(obj: Any, fault_id: int) -> Fault:
     common = ("kind", "target", "customer", "order", "count", "skip")
-    extra = ("status", "body", "content_type", "retry_after", "delay", "page_size",
+    extra = ("status", "body", "content_type", "retry_after", "delay", "page_size", "extra_headers",
              "field", "value")
     _check_keys(obj, common + extra, "fault")
     kind = obj.get("kind")
@@ -1027,6 +1029,9 @@ def parse_fault(obj: Any, fault_id: int) -> Fault:
         size = params.setdefault("page_size", 1)
         if not isinstance(size, int) or size < 1:
             raise SimError("fault: 'page_size' must be an integer >= 1")
+        extra = params.setdefault("extra_headers", 0)
+        if not isinstance(extra, int) or isinstance(extra, bool) or not 0 <= extra <= 100:
+            raise SimError("fault: 'extra_headers' must be an integer from 0 to 100")
     if kind == "wrong-type":
         fld = params.setdefault("field", "items")
         fields = WRONG_TYPE_VALUES if target == "api" else ("items", "totalCount")
@@ -1206,6 +1211,7 @@ class PageSession:
     pages: list[list[Any]]
     index: int
     total: Any
+    extra_headers: int = 0  # X-Page-Extra-1..n in links.next, each required back with its value
 
 
 # ---------------------------------------------------------------------------------------
@@ -1913,8 +1919,11 @@ class Simulator:
 
     def _session(self, req: Request, op: str, key: Any) -> PageSession | None:
         """The page a continuation request asks for (its MS-ContinuationToken), if valid."""
-        session = self.pages.get(req.header("MS-ContinuationToken") or "")
+        token = req.header("MS-ContinuationToken") or ""
+        session = self.pages.get(token)
         if session is None or session.op != op or session.key != key:
+            return None
+        if any(req.header(f"X-Page-Extra-{i}") != f"{token}-{i}" for i in range(1, session.extra_headers + 1)):
             return None
         return session
 
@@ -1948,7 +1957,8 @@ class Simulator:
                 transform(f, data)
         pager = next((f for f in faults if f.kind == "paginate"), None)
         if pager is not None:
-            data = self._paginate(customer, order_id, data, pager.params["page_size"])
+            data = self._paginate(customer, order_id, data, pager.params["page_size"],
+                                  pager.params["extra_headers"])
         return self._finish(Plan(200), faults, data), faults, result
 
     # -- activity log, customers, customer orders ---------------------------------------
@@ -2089,7 +2099,7 @@ class Simulator:
         return self._collection_answer("customer-orders", customer, req, build)
 
     def _paginate(self, customer: str, order_id: str, data: dict[str, Any],
-                  size: int) -> dict[str, Any]:
+                  size: int, extra_headers: int = 0) -> dict[str, Any]:
         items = data.get("items")
         if not isinstance(items, list):
             return data
@@ -2097,7 +2107,7 @@ class Simulator:
         base = f"/customers/{quote(customer, safe='')}/orders/{quote(order_id, safe='')}" \
                "/provisioningstatus"
         return self._page(PageSession("provisioningstatus", (customer, order_id), base, pages,
-                                      0, data.get("totalCount")))
+                                      0, data.get("totalCount"), extra_headers))
 
     def _page(self, session: PageSession) -> dict[str, Any]:
         """One page of a collection; registers the continuation token of the next one."""
@@ -2117,11 +2127,13 @@ class Simulator:
             else:
                 token = base64.b64encode(struct.pack("<I", self.page_counter)).decode()
             self.pages[token] = PageSession(session.op, session.key, base, session.pages,
-                                            session.index + 1, session.total)
+                                            session.index + 1, session.total, session.extra_headers)
             if len(self.pages) > MAX_PAGE_SESSIONS:
                 self.pages.popitem(last=False)
             links["next"] = {"uri": next_uri, "method": "GET",
-                             "headers": [{"key": "MS-ContinuationToken", "value": token}]}
+                             "headers": [{"key": "MS-ContinuationToken", "value": token}]
+                             + [{"key": f"X-Page-Extra-{i}", "value": f"{token}-{i}"}
+                                for i in range(1, session.extra_headers + 1)]}
         # data faults edit provisioning items in place; other collections' faults do not
         if session.op == "provisioningstatus":
             items = json.loads(json.dumps(items))

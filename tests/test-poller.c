@@ -400,6 +400,16 @@ static void test_digest_and_pages(void **state) {
                 assert_string_equal(header(r, "MS-RequestId"), c.request_ids[3]);
         }
         json_object_put(owner);
+
+        /* every header a next link names is sent back, not only the first nine: the simulator
+         * answers 400 to a next page without all twelve X-Page-Extra-n and its token */
+        control_void("DELETE", "fault", NULL);
+        control_void("POST", "fault",
+                     "{\"kind\": \"paginate\", \"page_size\": 1, \"extra_headers\": 12, \"order\": \"three\"}");
+        ctx_add(&c, "three", NULL, NULL);
+        ctx_run(&c);
+        assert_int_equal(c.answers[4].outcome, POLL_OUTCOME_OK);
+        assert_int_equal(c.n_snapshot_items[4], 3);
         control_void("DELETE", "fault", NULL);
         ctx_done(&c);
 }
