@@ -1923,7 +1923,8 @@ class Simulator:
         session = self.pages.get(token)
         if session is None or session.op != op or session.key != key:
             return None
-        if any(req.header(f"X-Page-Extra-{i}") != f"{token}-{i}" for i in range(1, session.extra_headers + 1)):
+        extra = range(1, session.extra_headers + 1)
+        if any(req.header(f"X-Page-Extra-{i}") != f"{token}-{i}" for i in extra):
             return None
         return session
 
