@@ -446,48 +446,45 @@ static int mkdir_p(const char *path, mode_t mode) {
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-static int store_pragma_int(Store *s, const char *sql, int64_t *ret) {
+/* Runs a statement that answers one row (a PRAGMA) and hands back its first column as an integer,
+ * as text (the caller frees it), or both. */
+static int store_pragma(Store *s, const char *sql, int64_t *ret_int, char **ret_text) {
         sqlite3_stmt *st = NULL;
-        int rc;
+        int rc, r = 0;
 
         rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
         if (rc == SQLITE_OK) {
                 rc = sqlite3_step(st);
                 if (rc == SQLITE_ROW) {
-                        *ret = sqlite3_column_int64(st, 0);
                         rc = SQLITE_OK;
+                        if (ret_int)
+                                *ret_int = sqlite3_column_int64(st, 0);
+                        if (ret_text) {
+                                const char *t = (const char *) sqlite3_column_text(st, 0);
+                                *ret_text = strdup(t ? t : "");
+                                if (!*ret_text)
+                                        r = store_oom(s);
+                        }
                 }
         }
-        if (rc != SQLITE_OK) {
-                int r = store_fail(s, rc);
-                sqlite3_finalize(st);
-                return r;
-        }
+        if (rc != SQLITE_OK)
+                r = store_fail(s, rc);
         sqlite3_finalize(st);
-        return 0;
+        return r;
+}
+
+static int store_pragma_int(Store *s, const char *sql, int64_t *ret) {
+        return store_pragma(s, sql, ret, NULL);
 }
 
 static int store_enable_wal(Store *s) {
-        sqlite3_stmt *st = NULL;
-        bool wal = false;
-        int rc;
+        _cleanup_free_ char *mode = NULL;
+        int r;
 
-        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-                rc = sqlite3_step(st);
-                if (rc == SQLITE_ROW) {
-                        const char *mode = (const char *) sqlite3_column_text(st, 0);
-                        wal = mode && strcasecmp(mode, "wal") == 0;
-                        rc = SQLITE_OK;
-                }
-        }
-        if (rc != SQLITE_OK) {
-                int r = store_fail(s, rc);
-                sqlite3_finalize(st);
+        r = store_pragma(s, "PRAGMA journal_mode = WAL", NULL, &mode);
+        if (r < 0)
                 return r;
-        }
-        sqlite3_finalize(st);
-        if (!wal)
+        if (strcasecmp(mode, "wal") != 0)
                 return store_set_error(s, -EOPNOTSUPP, "The file system does not support WAL mode");
         return 0;
 }
