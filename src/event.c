@@ -190,11 +190,8 @@ static int write_data_lineitem(const Event *e, JsonWriter *w) {
                   : e->old && e->old->has_order_line_item_id ? e->old
                                                              : NULL;
         json_writer_member_int(w, "line_item_number", li->number);
-        json_writer_key(w, "order_line_item_id");
-        if (with_olid)
-                json_writer_int(w, with_olid->order_line_item_id);
-        else
-                json_writer_null(w);
+        json_writer_member_int_or_null(w, "order_line_item_id", with_olid != NULL,
+                                       with_olid ? with_olid->order_line_item_id : 0);
         const LineItemName *name = order_names_find(e->names, li->number);
         json_writer_member_string(w, "offer_id", name ? name->offer_id : NULL);
         json_writer_member_string(w, "friendly_name", name ? name->friendly_name : NULL);
@@ -231,11 +228,7 @@ static void write_data_discovered(const Event *e, JsonWriter *w) {
                 json_writer_member_int(w, "line_item_number", li->number);
                 json_writer_member_string(w, "offer_id", li->offer_id);
                 json_writer_member_string(w, "friendly_name", li->friendly_name);
-                json_writer_key(w, "quantity");
-                if (li->quantity >= 0)
-                        json_writer_int(w, li->quantity);
-                else
-                        json_writer_null(w);
+                json_writer_member_int_or_null(w, "quantity", li->quantity >= 0, li->quantity);
                 json_writer_close(w, '}');
         }
         json_writer_close(w, ']');
@@ -260,19 +253,11 @@ static void write_data_stalled(const Event *e, JsonWriter *w) {
         json_writer_close(w, ']');
 }
 
-static void write_http_status(JsonWriter *w, long status) {
-        json_writer_key(w, "http_status");
-        if (status != 0)
-                json_writer_int(w, status);
-        else
-                json_writer_null(w);
-}
-
 static void write_data_auth(const Event *e, JsonWriter *w) {
         json_writer_member_string(w, "grant", e->grant);
         if (e->type == EVENT_AUTH_RECOVERED)
                 return;
-        write_http_status(w, e->http_status);
+        json_writer_member_int_or_null(w, "http_status", e->http_status != 0, e->http_status);
         json_writer_member_string(w, "error", e->error);
         json_writer_key(w, "error_codes");
         json_writer_open(w, '[');
@@ -307,7 +292,7 @@ static int write_data(const Event *e, JsonWriter *w) {
                 json_writer_member_string(w, "description", e->description);
                 break;
         case EVENT_ORDER_FETCH_FAILED:
-                write_http_status(w, e->http_status);
+                json_writer_member_int_or_null(w, "http_status", e->http_status != 0, e->http_status);
                 json_writer_member_string(w, "reason", e->reason);
                 json_writer_member_string(w, "correlation_id", e->correlation_id);
                 json_writer_member_string(w, "request_id", e->request_id);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "json-writer.h"
+#include "macro.h"
 
 static void writer_grow(JsonWriter *w, size_t n) {
         if (w->failed || w->size + n + 1 <= w->alloc)
@@ -143,19 +144,21 @@ void json_writer_member_int(JsonWriter *w, const char *key, int64_t v) {
         json_writer_int(w, v);
 }
 
+void json_writer_member_int_or_null(JsonWriter *w, const char *key, bool present, int64_t v) {
+        json_writer_key(w, key);
+        if (present)
+                json_writer_int(w, v);
+        else
+                json_writer_null(w);
+}
+
 char *json_writer_finish(JsonWriter *w) {
-        if (w->failed) {
-                free(w->buf);
-                *w = (JsonWriter) {};
-                return NULL;
-        }
-        writer_grow(w, 0);
-        if (w->failed) {
-                free(w->buf);
-                return NULL;
-        }
-        w->buf[w->size] = 0;
+        writer_grow(w, 0); /* room for the NUL */
         char *s = w->buf;
+        if (w->failed)
+                s = mfree(s);
+        else
+                s[w->size] = 0;
         *w = (JsonWriter) {};
         return s;
 }

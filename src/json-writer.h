@@ -33,6 +33,8 @@ void json_writer_null(JsonWriter *w);
 /* A string member, or null when s is NULL. */
 void json_writer_member_string(JsonWriter *w, const char *key, const char *s);
 void json_writer_member_int(JsonWriter *w, const char *key, int64_t v);
+/* An integer member, or null when !present. */
+void json_writer_member_int_or_null(JsonWriter *w, const char *key, bool present, int64_t v);
 
 /* The NUL-terminated text (free()), or NULL on ENOMEM. */
 char *json_writer_finish(JsonWriter *w);
