@@ -25,17 +25,15 @@ void line_item_done(LineItem *li) {
         *li = (LineItem) {};
 }
 
-void line_item_array_done(LineItemArray *a) {
-        for (size_t i = 0; i < a->n; i++)
-                line_item_done(&a->items[i]);
-        free(a->items);
-        *a = (LineItemArray) {};
-}
-
 static void line_items_free(LineItem *items, size_t n) {
         for (size_t i = 0; i < n; i++)
                 line_item_done(&items[i]);
         free(items);
+}
+
+void line_item_array_done(LineItemArray *a) {
+        line_items_free(a->items, a->n);
+        *a = (LineItemArray) {};
 }
 
 Snapshot *snapshot_free(Snapshot *s) {
