@@ -68,7 +68,8 @@ void manager_forget_orders_dir_orders(Config *c) {
 }
 
 /* At start-up, the configured orders become the order table, and those of orders-dir move into it
- * rather than being copied: the list and a table of the same orders are never both held whole. */
+ * rather than being copied: the list and a table of the same orders are never both held whole. What is
+ * watched is decided once the store's rows are in too (manager_new()). */
 int manager_adopt_config_orders(Manager *m) {
         Config *c = m->config;
         for (size_t i = 0; i < c->n_orders; i++) {
@@ -82,8 +83,6 @@ int manager_adopt_config_orders(Manager *m) {
                 if (!own)
                         o->origin = mfree(o->origin); /* forgotten below, like the ids a duplicate kept */
         }
-        ORDERS_FOREACH(x, &m->orders)
-                orders_update_watched(&m->orders, x);
         manager_forget_orders_dir_orders(c);
         return 0;
 }

@@ -137,6 +137,20 @@ static PollResult metrics_result(PollOutcome o) {
 }
 
 
+/* A poll whose result is in x->row (committed, or only its times changed): counted, and the order's
+ * next poll planned. */
+static void poll_finished(Manager *m, Order *x, const PollJob *job) {
+        x->busy = false;
+        metrics_observe_poll(&m->metrics, metrics_result(job->outcome), job->duration_usec);
+        /* a 404 is the normal state of a new order: polled at its interval, not backed off */
+        x->backoff_failures = job->outcome == POLL_OUTCOME_FAILED ? x->backoff_failures + 1 : 0;
+        if (job->outcome == POLL_OUTCOME_FAILED || x->poll_again)
+                schedule_after(m, x, x->poll_again ? 0 : job->delay_usec, job->outcome != POLL_OUTCOME_OK);
+        else
+                schedule_revisit(m, x, job->delay_usec, false);
+        x->poll_again = false;
+}
+
 static void on_committed(int r, OrderRow *row, void *userdata) {
         PollJob *job = userdata;
         Manager *m = job->m;
@@ -165,14 +179,7 @@ static void on_committed(int r, OrderRow *row, void *userdata) {
                         x->has_snapshot = true;
                         x->row.snapshot_json = mfree(x->row.snapshot_json);
                 }
-                metrics_observe_poll(&m->metrics, metrics_result(job->outcome), job->duration_usec);
-                /* a 404 is the normal state of a new order: polled at its interval, not backed off */
-                x->backoff_failures = job->outcome == POLL_OUTCOME_FAILED ? x->backoff_failures + 1 : 0;
-                if (job->outcome == POLL_OUTCOME_FAILED || x->poll_again)
-                        schedule_after(m, x, x->poll_again ? 0 : job->delay_usec, job->outcome != POLL_OUTCOME_OK);
-                else
-                        schedule_revisit(m, x, job->delay_usec, job->outcome != POLL_OUTCOME_OK);
-                x->poll_again = false;
+                poll_finished(m, x, job);
         }
         free(job);
 }
@@ -195,13 +202,7 @@ static int load_old_snapshot(Manager *m, const Order *x, Snapshot **ret) {
 /* An answer that changed nothing but the poll times of a row the store has. */
 static bool only_poll_times(const OrderRow *old, const OrderRow *new, size_t n_events) {
         return n_events == 0 && !new->snapshot_json && old->last_poll_usec != 0 &&
-               old->not_found_since_usec == new->not_found_since_usec &&
-               old->consecutive_failures == new->consecutive_failures && old->fetch_failed == new->fetch_failed &&
-               old->not_found == new->not_found && old->settled == new->settled &&
-               old->last_http_status == new->last_http_status && streq_ptr(old->last_error, new->last_error) &&
-               old->has_answer_digest == new->has_answer_digest &&
-               memcmp(old->answer_digest, new->answer_digest, sizeof old->answer_digest) == 0 &&
-               old->changed_usec == new->changed_usec && old->stalled == new->stalled;
+               order_row_same_but_poll_times(old, new);
 }
 
 /* Writes the poll times that changed only in memory, in one transaction. SPEC §5 concerns polls with
@@ -282,10 +283,7 @@ static int process_answer(PollJob *job, PollAnswer *a) {
                         x->times_dirty = true;
                         m->n_times_dirty++;
                 }
-                x->busy = false;
-                metrics_observe_poll(&m->metrics, POLL_RESULT_OK, job->duration_usec);
-                x->backoff_failures = 0;
-                schedule_revisit(m, x, job->delay_usec, false);
+                poll_finished(m, x, job);
                 free(job);
                 return 0;
         }

@@ -350,7 +350,7 @@ int manager_new(uv_loop_t *loop, Config *config, const ManagerOptions *options, 
                 return log_error_errno(r, "Cannot load state from '%s': %s", store_path(m->store),
                                        store_error(m->store));
         ORDERS_FOREACH(x, &m->orders)
-                orders_update_watched(&m->orders, x); /* discovered ones, now that their rows are in */
+                orders_update_watched(&m->orders, x); /* configured ones and those discovered before */
         manager_forget_settled(m);
         r = http_new(loop, &m->http);
         if (r < 0)

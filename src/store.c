@@ -200,6 +200,16 @@ int order_row_copy(const OrderRow *src, OrderRow *dst) {
 
 
 
+bool order_row_same_but_poll_times(const OrderRow *a, const OrderRow *b) {
+        return a->not_found_since_usec == b->not_found_since_usec &&
+               a->consecutive_failures == b->consecutive_failures && a->last_http_status == b->last_http_status &&
+               a->fetch_failed == b->fetch_failed && a->not_found == b->not_found && a->settled == b->settled &&
+               a->stalled == b->stalled && streq_ptr(a->last_error, b->last_error) &&
+               a->has_answer_digest == b->has_answer_digest &&
+               memcmp(a->answer_digest, b->answer_digest, sizeof a->answer_digest) == 0 &&
+               a->changed_usec == b->changed_usec;
+}
+
 static int errno_from_sqlite(sqlite3 *db, int rc) {
         int e;
 

@@ -51,11 +51,16 @@ typedef struct OrderRow {
         OrderNames *names;        /* what the activity log or a customer's order list named; NULL: none */
         uint64_t discovered_usec; /* realtime when discovery found the order, 0 = never (configured only) */
         uint64_t changed_usec;    /* the stall clock (SPEC §9): last change, else the first good poll; 0 = none */
-} OrderRow; /* the fields are in an order that leaves no holes: the table holds one per order */
+} OrderRow; /* the fields are ordered to leave little padding: the table holds one per order. A new
+             * field is compared in order_row_same_but_poll_times() or named there as left out. */
 
 void order_row_done(OrderRow *r);
 /* Deep copy; -ENOMEM leaves *dst empty. */
 int order_row_copy(const OrderRow *src, OrderRow *dst);
+/* Whether a and b, rows of the same order, hold the same poll result: every field compared but the
+ * poll times (last_poll, last_success, next_poll), the snapshot (only known when it was read) and
+ * what discovery owns (names, the discovery mark). */
+bool order_row_same_but_poll_times(const OrderRow *a, const OrderRow *b);
 
 typedef struct QueuedEvent {
         int64_t seq;

@@ -624,6 +624,43 @@ static void test_dead_letter(void **state) {
         assert_names(s, (const char *const[]) {"a", "b", NULL});
 }
 
+/* Rows of one poll result differ only in their poll times; every other field makes them differ. */
+static void test_row_same_but_poll_times(void **state) {
+        OrderRow a = {
+                .customer_id = (char *) "c", .order_id = (char *) "o", .last_poll_usec = 1, .last_success_usec = 1,
+                .next_poll_usec = 2, .last_http_status = 200, .has_answer_digest = true, .changed_usec = 5,
+                .last_error = (char *) "x",
+        };
+        OrderRow b = a;
+        b.last_poll_usec = 10;
+        b.last_success_usec = 10;
+        b.next_poll_usec = 20;
+        b.snapshot_json = (char *) "{}";
+        b.discovered_usec = 7;
+        char error[] = "x";
+        b.last_error = error; /* compared as text */
+        assert_true(order_row_same_but_poll_times(&a, &b));
+
+        OrderRow c;
+#define DIFFERS(field, value) \
+        c = b; \
+        c.field = value; \
+        assert_false(order_row_same_but_poll_times(&a, &c))
+        DIFFERS(not_found_since_usec, 3);
+        DIFFERS(consecutive_failures, 1);
+        DIFFERS(last_http_status, 500);
+        DIFFERS(fetch_failed, true);
+        DIFFERS(not_found, true);
+        DIFFERS(settled, true);
+        DIFFERS(stalled, true);
+        DIFFERS(last_error, NULL);
+        DIFFERS(last_error, (char *) "y");
+        DIFFERS(has_answer_digest, false);
+        DIFFERS(answer_digest[15], 1);
+        DIFFERS(changed_usec, 6);
+#undef DIFFERS
+}
+
 static void test_kv(void **state) {
         Test *t = *state;
         _cleanup_(store_freep) Store *s = open_rw(t->dir);
@@ -1276,6 +1313,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_open_create_reopen, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_orders_roundtrip, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_orders_keep_snapshot, setup, teardown),
+                cmocka_unit_test(test_row_same_but_poll_times),
                 cmocka_unit_test_setup_teardown(test_orders_foreach, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_add_event_webhooks, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_queue_list_paging, setup, teardown),
