@@ -198,6 +198,19 @@ class Env:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def printed_events(path: str) -> list[dict]:
+    """The JSON lines a run (maybe killed) printed into a file; a line cut by a kill is not an event."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    events = [json.loads(line) for line in lines[:-1] if line]
+    if lines[-1]:
+        try:
+            events.append(json.loads(lines[-1]))
+        except ValueError:
+            pass
+    return events
+
+
 def parse_events(stdout: str) -> list[dict]:
     events = []
     for line in stdout.splitlines():

@@ -49,7 +49,7 @@ import threading
 import time
 
 from harness import (Env, Failure, Sim, WebhookReceiver, check, describe_request, main, overlapping_requests,
-                     provwatch_binary, run, wait_until)
+                     printed_events, provwatch_binary, run, wait_until)
 
 TERMINAL = ("fulfilled", "unfulfilled")
 PC_TIMEOUT = 8  # [partner-center] timeout, seconds
@@ -208,18 +208,7 @@ class Runs:
 
     def printed(self) -> list[list[dict]]:
         """The events each run printed; a line cut by a kill is not an event."""
-        out = []
-        for path in self.outs:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().split("\n")
-            events = [json.loads(line) for line in lines[:-1] if line]
-            if lines[-1]:
-                try:
-                    events.append(json.loads(lines[-1]))
-                except ValueError:
-                    pass
-            out.append(events)
-        return out
+        return [printed_events(path) for path in self.outs]
 
 
 class Watch:

@@ -32,7 +32,8 @@ import sys
 import threading
 import time
 
-from harness import Daemon, Env, Failure, Sim, WebhookReceiver, check, main, provwatch_binary, wait_until
+from harness import (Daemon, Env, Failure, Sim, WebhookReceiver, check, main, printed_events, provwatch_binary,
+                     wait_until)
 
 ITERATIONS = 50
 ORDERS = [f"o{i}" for i in range(1, 9)]
@@ -114,20 +115,6 @@ def stored_states(state_dir: str) -> dict:
         for li in json.loads(snap)["items"]:
             out[(order, li["n"])] = (li["status"], tuple(sorted(li["q"].items())))
     return out
-
-
-def printed_events(path: str) -> list[dict]:
-    """The JSON lines a killed run printed; a line cut by the kill is not an event."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    lines = text.split("\n")
-    events = [json.loads(line) for line in lines[:-1] if line]
-    if lines[-1]:
-        try:
-            events.append(json.loads(lines[-1]))
-        except ValueError:
-            pass
-    return events
 
 
 def test_kill9_at_random_moments():

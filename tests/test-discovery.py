@@ -42,8 +42,8 @@ import sqlite3
 import subprocess
 import time
 
-from harness import (Daemon, Env, Failure, Sim, WebhookReceiver, check, main, provwatch_binary, run,
-                     wait_until)
+from harness import (Daemon, Env, Failure, Sim, WebhookReceiver, check, main, printed_events, provwatch_binary,
+                     run, wait_until)
 
 FILTER = '{"Field":"ResourceType","Value":"Order","Operator":"equals"}'
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -865,19 +865,6 @@ def test_activity_log_faults():
 KILL_ROUNDS = 8
 KILL_ROUNDS_MAX = 20
 KILL_BATCH = 80
-
-
-def printed_events(path: str) -> list:
-    """The JSON lines a killed run printed; a line cut by the kill is not an event."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    events = [json.loads(line) for line in lines[:-1] if line]
-    if lines[-1]:
-        try:
-            events.append(json.loads(lines[-1]))
-        except ValueError:
-            pass
-    return events
 
 
 def test_kill9_during_discovery_commit():
