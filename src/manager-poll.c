@@ -144,10 +144,11 @@ static void poll_finished(Manager *m, Order *x, const PollJob *job) {
         metrics_observe_poll(&m->metrics, metrics_result(job->outcome), job->duration_usec);
         /* a 404 is the normal state of a new order: polled at its interval, not backed off */
         x->backoff_failures = job->outcome == POLL_OUTCOME_FAILED ? x->backoff_failures + 1 : 0;
+        /* not OK (a 404 too) counts as failed for once's exit status */
         if (job->outcome == POLL_OUTCOME_FAILED || x->poll_again)
                 schedule_after(m, x, x->poll_again ? 0 : job->delay_usec, job->outcome != POLL_OUTCOME_OK);
         else
-                schedule_revisit(m, x, job->delay_usec, false);
+                schedule_revisit(m, x, job->delay_usec, job->outcome != POLL_OUTCOME_OK);
         x->poll_again = false;
 }
 
