@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* What store.c (the database, its schema, transactions, orders and small settings) and store-queue.c
- * (events, webhook queues and dead letters) share. Not for use outside the store. */
+/* What store.c (the database, its schema, statements, transactions and small settings),
+ * store-orders.c (the orders table) and store-queue.c (events, webhook queues and dead letters)
+ * share. Not for use outside the store. */
 
 #include <sqlite3.h>
 

@@ -10,7 +10,6 @@
 
 #include "log.h"
 #include "store-internal.h"
-#include "strv.h"
 
 #define STORE_FILE_NAME "provwatch.db"
 #define STORE_APPLICATION_ID 0x70727677 /* "prvw": tells our database from someone else's */
@@ -171,44 +170,6 @@ static const char *const statement_sql[_STMT_MAX] = {
 
 /* store_open() has no Store to keep its message in when it fails. */
 static _Thread_local char open_error[768];
-
-void order_row_done(OrderRow *r) {
-        if (!r)
-                return;
-        free(r->customer_id);
-        free(r->order_id);
-        free(r->snapshot_json);
-        free(r->last_error);
-        order_names_free(r->names);
-        *r = (OrderRow) {};
-}
-
-int order_row_copy(const OrderRow *src, OrderRow *dst) {
-        *dst = *src;
-        dst->customer_id = strdup(src->customer_id);
-        dst->order_id = strdup(src->order_id);
-        dst->snapshot_json = src->snapshot_json ? strdup(src->snapshot_json) : NULL;
-        dst->last_error = src->last_error ? strdup(src->last_error) : NULL;
-        dst->names = NULL;
-        if (!dst->customer_id || !dst->order_id || (src->snapshot_json && !dst->snapshot_json) ||
-            (src->last_error && !dst->last_error) || (src->names && order_names_copy(src->names, &dst->names) < 0)) {
-                order_row_done(dst);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
-
-
-bool order_row_same_but_poll_times(const OrderRow *a, const OrderRow *b) {
-        return a->not_found_since_usec == b->not_found_since_usec &&
-               a->consecutive_failures == b->consecutive_failures && a->last_http_status == b->last_http_status &&
-               a->fetch_failed == b->fetch_failed && a->not_found == b->not_found && a->settled == b->settled &&
-               a->stalled == b->stalled && streq_ptr(a->last_error, b->last_error) &&
-               a->has_answer_digest == b->has_answer_digest &&
-               memcmp(a->answer_digest, b->answer_digest, sizeof a->answer_digest) == 0 &&
-               a->changed_usec == b->changed_usec;
-}
 
 static int errno_from_sqlite(sqlite3 *db, int rc) {
         int e;
@@ -395,43 +356,6 @@ uint64_t store_column_u64(sqlite3_stmt *st, int i) {
 
 int store_oom(Store *s) {
         return store_set_error(s, -ENOMEM, "Out of memory");
-}
-
-static int order_row_from_statement(sqlite3_stmt *st, OrderRow *ret) {
-        OrderRow row = {
-                .last_poll_usec = store_column_u64(st, 3),
-                .last_success_usec = store_column_u64(st, 4),
-                .next_poll_usec = store_column_u64(st, 5),
-                .not_found_since_usec = store_column_u64(st, 6),
-                .consecutive_failures = (unsigned) sqlite3_column_int64(st, 7),
-                .fetch_failed = sqlite3_column_int(st, 8) != 0,
-                .not_found = sqlite3_column_int(st, 9) != 0,
-                .settled = sqlite3_column_int(st, 10) != 0,
-                .last_http_status = (int) sqlite3_column_int64(st, 11),
-        };
-
-        const void *digest = sqlite3_column_type(st, 13) == SQLITE_BLOB ? sqlite3_column_blob(st, 13) : NULL;
-        if (digest && sqlite3_column_bytes(st, 13) == (int) sizeof row.answer_digest) {
-                memcpy(row.answer_digest, digest, sizeof row.answer_digest);
-                row.has_answer_digest = true;
-        }
-        row.discovered_usec = store_column_u64(st, 15);
-        row.changed_usec = store_column_u64(st, 16);
-        row.stalled = sqlite3_column_int(st, 17) != 0;
-        if (store_column_strdup(st, 0, &row.customer_id) < 0 || store_column_strdup(st, 1, &row.order_id) < 0 ||
-            store_column_strdup(st, 2, &row.snapshot_json) < 0 || store_column_strdup(st, 12, &row.last_error) < 0 ||
-            !row.customer_id || !row.order_id) {
-                order_row_done(&row);
-                return -ENOMEM;
-        }
-        /* names are a courtesy: unreadable ones are no names */
-        const char *names = (const char *) sqlite3_column_text(st, 14);
-        if (names && order_names_from_json(names, &row.names) == -ENOMEM) {
-                order_row_done(&row);
-                return -ENOMEM;
-        }
-        *ret = row;
-        return 0;
 }
 
 static int mkdir_p(const char *path, mode_t mode) {
@@ -731,118 +655,6 @@ void store_rollback(Store *s) {
                 store_exec_quiet(s, STMT_ROLLBACK);
 }
 
-static int store_put_order_internal(Store *s, const OrderRow *row, StoreStatement id) {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
-        int r;
-
-        if (!s || !row || !row->customer_id || !row->order_id)
-                return -EINVAL;
-
-        r = store_statement(s, id, &st);
-        if (r < 0)
-                return r;
-        r = store_bind(s, st, "tttiiiiiiiiit", row->customer_id, row->order_id, row->snapshot_json,
-                       (int64_t) row->last_poll_usec, (int64_t) row->last_success_usec,
-                       (int64_t) row->next_poll_usec, (int64_t) row->not_found_since_usec,
-                       (int64_t) row->consecutive_failures, (int64_t) row->fetch_failed,
-                       (int64_t) row->not_found, (int64_t) row->settled, (int64_t) row->last_http_status,
-                       row->last_error);
-        if (r < 0)
-                return r;
-        int rc = row->has_answer_digest
-                         ? sqlite3_bind_blob(st, 14, row->answer_digest, sizeof row->answer_digest, SQLITE_STATIC)
-                         : sqlite3_bind_null(st, 14);
-        if (rc != SQLITE_OK)
-                return store_fail(s, rc);
-        _cleanup_free_ char *names = NULL;
-        if (!order_names_is_empty(row->names) && !(names = order_names_to_json(row->names)))
-                return store_oom(s);
-        rc = names ? sqlite3_bind_text(st, 15, names, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 15);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_bind_int64(st, 16, (int64_t) row->discovered_usec);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_bind_int64(st, 17, (int64_t) row->changed_usec);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_bind_int64(st, 18, (int64_t) row->stalled);
-        if (rc != SQLITE_OK)
-                return store_fail(s, rc);
-        return store_step_done(s, st);
-}
-
-int store_put_order(Store *s, const OrderRow *row) {
-        return store_put_order_internal(s, row, STMT_PUT_ORDER);
-}
-
-int store_put_order_keep_snapshot(Store *s, const OrderRow *row) {
-        return store_put_order_internal(s, row, STMT_PUT_ORDER_KEEP_SNAPSHOT);
-}
-
-int store_touch_order(Store *s, const OrderRow *row) {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
-        int r;
-
-        if (!s || !row || !row->customer_id || !row->order_id)
-                return -EINVAL;
-        r = store_statement(s, STMT_TOUCH_ORDER, &st);
-        if (r < 0)
-                return r;
-        r = store_bind(s, st, "ttiii", row->customer_id, row->order_id, (int64_t) row->last_poll_usec,
-                       (int64_t) row->last_success_usec, (int64_t) row->next_poll_usec);
-        if (r < 0)
-                return r;
-        return store_step_done(s, st);
-}
-
-int store_get_order(Store *s, const char *customer_id, const char *order_id, OrderRow *ret) {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
-        int rc, r;
-
-        if (!s || !customer_id || !order_id || !ret)
-                return -EINVAL;
-
-        r = store_statement(s, STMT_GET_ORDER, &st);
-        if (r < 0)
-                return r;
-        r = store_bind(s, st, "tt", customer_id, order_id);
-        if (r < 0)
-                return r;
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                return store_set_error(s, -ENOENT, "No such order");
-        if (rc != SQLITE_ROW)
-                return store_fail(s, rc);
-        if (order_row_from_statement(st, ret) < 0)
-                return store_oom(s);
-        return 0;
-}
-
-int store_foreach_order(Store *s, int (*cb)(const OrderRow *row, void *userdata), void *userdata) {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
-        int r;
-
-        if (!s || !cb)
-                return -EINVAL;
-
-        r = store_statement(s, STMT_LIST_ORDERS, &st);
-        if (r < 0)
-                return r;
-        for (;;) {
-                OrderRow row;
-                int rc = sqlite3_step(st);
-                if (rc == SQLITE_DONE)
-                        return 0;
-                if (rc != SQLITE_ROW)
-                        return store_fail(s, rc);
-                /* A copy, not pointers into SQLite's row: the callback may write to the store. */
-                if (order_row_from_statement(st, &row) < 0)
-                        return store_oom(s);
-                r = cb(&row, userdata);
-                order_row_done(&row);
-                if (r < 0)
-                        return r;
-        }
-}
-
 int store_kv_get(Store *s, const char *key, char **ret) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         char *value;
@@ -913,18 +725,5 @@ int store_seen_prune(Store *s, uint64_t before_usec) {
         if (r < 0)
                 return r;
         r = store_bind(s, st, "i", (int64_t) before_usec);
-        return r < 0 ? r : store_step_done(s, st);
-}
-
-int store_set_order_names(Store *s, const char *customer_id, const char *order_id, const OrderNames *names,
-                          uint64_t discovered_usec) {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
-        _cleanup_free_ char *json = NULL;
-        if (!order_names_is_empty(names) && !(json = order_names_to_json(names)))
-                return store_oom(s);
-        int r = store_statement(s, STMT_SET_NAMES, &st);
-        if (r < 0)
-                return r;
-        r = store_bind(s, st, "ttti", customer_id, order_id, json, (int64_t) discovered_usec);
         return r < 0 ? r : store_step_done(s, st);
 }
