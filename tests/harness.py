@@ -295,6 +295,15 @@ class Daemon:
     def log_tail(self, n: int = 30) -> str:
         return "\n".join(self.log().splitlines()[-n:])
 
+    def wait_log(self, text: str, timeout: float, what: Optional[str] = None, since: int = 0) -> None:
+        """Waits until the daemon's log (from offset since) holds text; a timeout shows the log's end."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log()[since:]:
+            if time.monotonic() > deadline:
+                raise Failure(f"timed out after {timeout}s waiting for {what or repr(text)} in the log; "
+                              f"log:\n{self.log_tail()}")
+            time.sleep(0.02)
+
     def send(self, sig: int) -> None:
         self.proc.send_signal(sig)
 

@@ -363,7 +363,7 @@ def test_broken_reload_keeps_the_old_configuration():
             with open(bad_list + ".tmp", "w", encoding="utf-8") as f:
                 f.write("c1 o2\nc1 o2 o3\n")
             os.rename(bad_list + ".tmp", bad_list)
-            wait_until(lambda: "Not applying the changed orders" in d.log(), 10, "the broken orders file refused")
+            d.wait_log("Not applying the changed orders", 10, "the broken orders file refused")
             log = d.log()
             check(f'provwatch: error: {bad_list}:2: "c1 o2 o3" is not "CUSTOMER_ID ORDER_ID"\n' in log,
                   f"the log names the file, line and problem:\n{log}")

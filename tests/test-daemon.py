@@ -166,7 +166,7 @@ def test_orders_dir_is_watched():
                 f.write("c1 o6\n")
             # removal stops polling o4/o5
             os.unlink(os.path.join(odir, "new.list"))
-            wait_until(lambda: "2 removed" in d.log(), 5, "orders removed after the file went")
+            d.wait_log("2 removed", 5, "orders removed after the file went")
             idx = sim.control("GET", "requests?since=0")["next"]
             wait_until(lambda: sum(1 for r in sim.requests(idx) if r["order"] == "o1") >= 2, 10, "o1 polled on")
             stray = [r["order"] for r in sim.requests(idx) if r["order"] in ("o4", "o5", "o6")]
@@ -202,7 +202,7 @@ def test_429_pauses_every_request():
             # requests already in flight when the 429 arrived may land within a few ms of it
             early = [r for r in later if r429["mono"] + 0.2 < r["mono"] < r429["mono"] + 3.0]
             check(not early, f"{len(early)} requests inside Retry-After: {[round(r['mono'] - r429['mono'], 2) for r in early]}")
-            wait_until(lambda: "429" in d.log(), 5, "the 429 logged")
+            d.wait_log("429", 5, "the 429 logged")
             check(d.stop() == 0, "clean exit")
         finally:
             if d.proc.poll() is None:

@@ -107,7 +107,7 @@ def test_no_secret_in_any_output():
         # an invalid_grant, then the endpoint works again
         sim.fault(target="token", kind="invalid_grant", count=1)
         sim.control("POST", "tokens/expire")
-        wait_until(lambda: "invalid_grant" in d.log(), 20, "the invalid_grant logged")
+        d.wait_log("invalid_grant", 20, "the invalid_grant logged")
         n = len(d.all_events)
         sim.control("POST", "advance", {"customer": "c1", "order": "o2"})
         d.wait_event(changed("o2"), 30, "o2 changed after the invalid_grant", n)
@@ -115,7 +115,7 @@ def test_no_secret_in_any_output():
         # a reload, then more changes
         env.config(sim, orders, poll={"interval": "2s"}, extra=hook)
         d.send(signal.SIGHUP)
-        wait_until(lambda: "Reloading configuration" in d.log(), 10, "the reload")
+        d.wait_log("Reloading configuration", 10, "the reload")
         n = len(d.all_events)
         sim.control("POST", "advance", {"customer": "c1", "order": "o1"})
         d.wait_event(changed("o1"), 20, "o1 changed after the reload", n)

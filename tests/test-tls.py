@@ -173,8 +173,7 @@ def test_daemon_over_tls():
         cfg = env2.config(sim, [("c1", "o1")], poll={"interval": "1s"})
         d = Daemon(cfg)
         try:
-            wait_until(lambda: "SSL certificate problem: unable to get local issuer certificate" in d.log(), 20,
-                       "the TLS problem logged")
+            d.wait_log("SSL certificate problem: unable to get local issuer certificate", 20, "the TLS problem logged")
             check("Cannot obtain an access token: token endpoint" in d.log(), d.log())
             check(d.stop() == 0 and not d.all_events, f"events without trust: {d.all_events}")
         finally:

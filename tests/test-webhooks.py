@@ -166,7 +166,7 @@ def test_dead_endpoints_delay_nothing():
         try:
             for _, o in orders:
                 d.wait_event(of_order(o, "provwatch.lineitem.added"), 20, f"{o} added")
-            wait_until(lambda: "Webhook 'dead': event" in d.log(), 10, "a failed delivery to 'dead' logged")
+            d.wait_log("Webhook 'dead': event", 10, "a failed delivery to 'dead' logged")
             for _, o in orders:
                 advance_and_wait(sim, d, o, f"{o} changed while two endpoints are dead")
             # events keep coming while both dead endpoints have their queues stuck
@@ -260,8 +260,7 @@ def test_410_disables_until_reload():
         try:
             for o in orders:
                 d.wait_event(of_order(o, "provwatch.lineitem.added"), 20, f"{o} added")
-            wait_until(lambda: "error: Webhook 'gone': the receiver answered 410 Gone" in d.log(), 10,
-                       "the 410 logged as an error")
+            d.wait_log("error: Webhook 'gone': the receiver answered 410 Gone", 10, "the 410 logged as an error")
             check(len([x for x in gone.attempts() if x["answered"] == 410]) >= 1, "a 410 answer")
             witness.wait_delivered(by_id(d.all_events), 10, "the first events at the witness")
             n = len(d.all_events)
@@ -338,7 +337,7 @@ def test_retry_for_dead_letters():
             added = d.wait_event(of_order("o1", "provwatch.lineitem.added"), 20, "o1 added")
             changed = advance_and_wait(sim, d, "o1", "o1 changed")
             for ev in (added, changed):
-                wait_until(lambda: f"giving up on event {ev['id']}" in d.log(), 10, f"{ev['type']} dead-lettered")
+                d.wait_log(f"giving up on event {ev['id']}", 10, f"{ev['type']} dead-lettered")
             w = next(w for w in status_json(cfg)["webhooks"] if w["name"] == "w")
             check(w["queue_depth"] == 0 and w["dead_letters"] == 2, f"status {w}")
             check(d.stop() == 0, "clean exit")
@@ -363,8 +362,7 @@ def test_hanging_receiver_times_out():
             t0 = time.monotonic()
             # polling goes on while the delivery hangs
             changed = advance_and_wait(sim, d, "o1", "o1 changed during the hang")
-            wait_until(lambda: f"event {added['id']} not delivered (attempt 1)" in d.log(), 5,
-                       "the attempt timed out")
+            d.wait_log(f"event {added['id']} not delivered (attempt 1)", 5, "the attempt timed out")
             took = time.monotonic() - t0
             check(1.5 < took < 3.5, f"the attempt failed after {took:.1f}s (timeout = 2s)")
             r.control(mode="ok")
