@@ -345,7 +345,7 @@ int manager_new(uv_loop_t *loop, Config *config, const ManagerOptions *options, 
         r = manager_adopt_config_orders(m);
         if (r < 0)
                 return r;
-        r = store_foreach_order(m->store, load_row, m);
+        r = store_load_orders(m->store, load_row, m);
         if (r < 0)
                 return log_error_errno(r, "Cannot load state from '%s': %s", store_path(m->store),
                                        store_error(m->store));

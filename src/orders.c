@@ -83,7 +83,6 @@ int orders_load_row(Orders *t, const OrderRow *row) {
         x->row.snapshot_json = NULL;
         x->row.last_error = row->last_error ? strdup(row->last_error) : NULL;
         x->row.names = NULL;
-        x->has_snapshot = row->snapshot_json != NULL;
         if (row->last_error && !x->row.last_error)
                 return -ENOMEM;
         return row->names ? order_names_copy(row->names, &x->row.names) : 0;

@@ -25,10 +25,9 @@ typedef struct Order {
         /* hi.due stays what it was when the order left its queue until it is queued again: while it is
          * busy, the due time its poll was sent for (the next revisit is counted from it). */
         HeapItem hi;
-        /* As last committed. The snapshot JSON is not kept in memory (see has_snapshot): it is read
-         * back from the store only when an answer differs from the last one. */
+        /* As last committed. The snapshot JSON is not kept in memory (row.snapshot_stored says whether
+         * there is one): it is read back from the store only when an answer differs from the last one. */
         OrderRow row;
-        bool has_snapshot;
         OrderQueue queue;
         /* Watched: configured (order = or orders-dir), or discovered (row.discovered_usec) and not
          * forgotten (settled for [discovery] forget-after). */
@@ -67,7 +66,7 @@ Order *orders_find(const Orders *t, const char *customer_id, const char *order_i
 Order *orders_ensure(Orders *t, const char *customer_id, const char *order_id);
 /* The same, taking *customer_id and *order_id (set to NULL) when the order is new. */
 Order *orders_ensure_take(Orders *t, char **customer_id, char **order_id);
-/* Adds an order from its stored row (a copy is made, except of the snapshot: see has_snapshot). */
+/* Adds an order from its stored row (a copy is made, except of the snapshot: see Order.row). */
 int orders_load_row(Orders *t, const OrderRow *row);
 
 /* Queues x at due (monotonic): the unsettled or the settled queue by its row. Nothing happens for

@@ -44,9 +44,13 @@ bool order_row_same_but_poll_times(const OrderRow *a, const OrderRow *b) {
                a->has_answer_digest == b->has_answer_digest &&
                memcmp(a->answer_digest, b->answer_digest, sizeof a->answer_digest) == 0 &&
                a->changed_usec == b->changed_usec;
+        /* left out as well: snapshot_stored and store_rowid, which say where the store is, not what
+         * the poll found */
 }
 
-static int order_row_from_statement(sqlite3_stmt *st, OrderRow *ret) {
+/* A row of STMT_GET_ORDER or STMT_LIST_ORDERS; of STMT_LOAD_ORDERS when snapshot_read is false
+ * (column 2 then says whether there is a snapshot). */
+static int order_row_from_statement(sqlite3_stmt *st, bool snapshot_read, OrderRow *ret) {
         OrderRow row = {
                 .last_poll_usec = store_column_u64(st, 3),
                 .last_success_usec = store_column_u64(st, 4),
@@ -67,9 +71,14 @@ static int order_row_from_statement(sqlite3_stmt *st, OrderRow *ret) {
         row.discovered_usec = store_column_u64(st, 15);
         row.changed_usec = store_column_u64(st, 16);
         row.stalled = sqlite3_column_int(st, 17) != 0;
+        row.store_rowid = sqlite3_column_int64(st, 18);
+        if (snapshot_read)
+                row.snapshot_stored = sqlite3_column_type(st, 2) != SQLITE_NULL;
+        else
+                row.snapshot_stored = sqlite3_column_int(st, 2) != 0;
         if (store_column_strdup(st, 0, &row.customer_id) < 0 || store_column_strdup(st, 1, &row.order_id) < 0 ||
-            store_column_strdup(st, 2, &row.snapshot_json) < 0 || store_column_strdup(st, 12, &row.last_error) < 0 ||
-            !row.customer_id || !row.order_id) {
+            (snapshot_read && store_column_strdup(st, 2, &row.snapshot_json) < 0) ||
+            store_column_strdup(st, 12, &row.last_error) < 0 || !row.customer_id || !row.order_id) {
                 order_row_done(&row);
                 return -ENOMEM;
         }
@@ -83,7 +92,7 @@ static int order_row_from_statement(sqlite3_stmt *st, OrderRow *ret) {
         return 0;
 }
 
-static int store_put_order_internal(Store *s, const OrderRow *row, StoreStatement id) {
+static int store_put_order_internal(Store *s, OrderRow *row, StoreStatement id) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         int r;
 
@@ -118,14 +127,20 @@ static int store_put_order_internal(Store *s, const OrderRow *row, StoreStatemen
                 rc = sqlite3_bind_int64(st, 18, (int64_t) row->stalled);
         if (rc != SQLITE_OK)
                 return store_fail(s, rc);
+        rc = sqlite3_step(st); /* RETURNING rowid */
+        if (rc != SQLITE_ROW)
+                return store_fail(s, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc);
+        row->store_rowid = sqlite3_column_int64(st, 0);
+        if (row->snapshot_json)
+                row->snapshot_stored = true;
         return store_step_done(s, st);
 }
 
-int store_put_order(Store *s, const OrderRow *row) {
+int store_put_order(Store *s, OrderRow *row) {
         return store_put_order_internal(s, row, STMT_PUT_ORDER);
 }
 
-int store_put_order_keep_snapshot(Store *s, const OrderRow *row) {
+int store_put_order_keep_snapshot(Store *s, OrderRow *row) {
         return store_put_order_internal(s, row, STMT_PUT_ORDER_KEEP_SNAPSHOT);
 }
 
@@ -135,14 +150,22 @@ int store_touch_order(Store *s, const OrderRow *row) {
 
         if (!s || !row || !row->customer_id || !row->order_id)
                 return -EINVAL;
-        r = store_statement(s, STMT_TOUCH_ORDER, &st);
+        bool at = row->store_rowid > 0;
+        r = store_statement(s, at ? STMT_TOUCH_ORDER_AT : STMT_TOUCH_ORDER, &st);
         if (r < 0)
                 return r;
-        r = store_bind(s, st, "ttiii", row->customer_id, row->order_id, (int64_t) row->last_poll_usec,
-                       (int64_t) row->last_success_usec, (int64_t) row->next_poll_usec);
+        r = store_bind(s, st, at ? "ttiiii" : "ttiii", row->customer_id, row->order_id,
+                       (int64_t) row->last_poll_usec, (int64_t) row->last_success_usec,
+                       (int64_t) row->next_poll_usec, row->store_rowid);
         if (r < 0)
                 return r;
-        return store_step_done(s, st);
+        r = store_step_done(s, st);
+        if (r < 0 || !at || sqlite3_changes(s->db) > 0)
+                return r;
+        /* the row is elsewhere now (say the file was vacuumed): look it up by its ids */
+        OrderRow by_key = *row;
+        by_key.store_rowid = 0;
+        return store_touch_order(s, &by_key);
 }
 
 int store_get_order(Store *s, const char *customer_id, const char *order_id, OrderRow *ret) {
@@ -163,19 +186,20 @@ int store_get_order(Store *s, const char *customer_id, const char *order_id, Ord
                 return store_set_error(s, -ENOENT, "No such order");
         if (rc != SQLITE_ROW)
                 return store_fail(s, rc);
-        if (order_row_from_statement(st, ret) < 0)
+        if (order_row_from_statement(st, true, ret) < 0)
                 return store_oom(s);
         return 0;
 }
 
-int store_foreach_order(Store *s, int (*cb)(const OrderRow *row, void *userdata), void *userdata) {
+static int foreach_order(Store *s, StoreStatement id, int (*cb)(const OrderRow *row, void *userdata),
+                         void *userdata) {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         int r;
 
         if (!s || !cb)
                 return -EINVAL;
 
-        r = store_statement(s, STMT_LIST_ORDERS, &st);
+        r = store_statement(s, id, &st);
         if (r < 0)
                 return r;
         for (;;) {
@@ -186,13 +210,21 @@ int store_foreach_order(Store *s, int (*cb)(const OrderRow *row, void *userdata)
                 if (rc != SQLITE_ROW)
                         return store_fail(s, rc);
                 /* A copy, not pointers into SQLite's row: the callback may write to the store. */
-                if (order_row_from_statement(st, &row) < 0)
+                if (order_row_from_statement(st, id != STMT_LOAD_ORDERS, &row) < 0)
                         return store_oom(s);
                 r = cb(&row, userdata);
                 order_row_done(&row);
                 if (r < 0)
                         return r;
         }
+}
+
+int store_foreach_order(Store *s, int (*cb)(const OrderRow *row, void *userdata), void *userdata) {
+        return foreach_order(s, STMT_LIST_ORDERS, cb, userdata);
+}
+
+int store_load_orders(Store *s, int (*cb)(const OrderRow *row, void *userdata), void *userdata) {
+        return foreach_order(s, STMT_LOAD_ORDERS, cb, userdata);
 }
 
 int store_set_order_names(Store *s, const char *customer_id, const char *order_id, const OrderNames *names,

@@ -90,10 +90,12 @@ static const char *const schema_upgrades[] = {
 #define STORE_SCHEMA_VERSION ((int64_t) ELEMENTSOF(schema_upgrades))
 
 
-#define ORDER_COLUMNS                                                                                    \
-        "customer_id, order_id, snapshot, last_poll, last_success, next_poll, not_found_since, "         \
-        "consecutive_failures, fetch_failed, not_found, settled, last_http_status, last_error, "          \
-        "answer_digest, names, discovered, changed, stalled"
+/* the columns after the snapshot, in the order order_row_from_statement() reads them */
+#define ORDER_COLUMNS_AFTER_SNAPSHOT                                                                      \
+        "last_poll, last_success, next_poll, not_found_since, consecutive_failures, fetch_failed, "      \
+        "not_found, settled, last_http_status, last_error, answer_digest, names, discovered, changed, "  \
+        "stalled"
+#define ORDER_COLUMNS "customer_id, order_id, snapshot, " ORDER_COLUMNS_AFTER_SNAPSHOT
 
 static const char *const statement_sql[_STMT_MAX] = {
         [STMT_BEGIN] = "BEGIN IMMEDIATE",
@@ -112,7 +114,8 @@ static const char *const statement_sql[_STMT_MAX] = {
                            "fetch_failed = excluded.fetch_failed, not_found = excluded.not_found, "
                            "settled = excluded.settled, last_http_status = excluded.last_http_status, "
                            "last_error = excluded.last_error, answer_digest = excluded.answer_digest, "
-                           "changed = excluded.changed, stalled = excluded.stalled",
+                           "changed = excluded.changed, stalled = excluded.stalled "
+                           "RETURNING rowid",
         [STMT_PUT_ORDER_KEEP_SNAPSHOT] = "INSERT INTO orders (" ORDER_COLUMNS ") "
                                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
                                          "?16, ?17, ?18) "
@@ -126,11 +129,18 @@ static const char *const statement_sql[_STMT_MAX] = {
                                          "last_http_status = excluded.last_http_status, "
                                          "last_error = excluded.last_error, "
                                          "answer_digest = excluded.answer_digest, "
-                                         "changed = excluded.changed, stalled = excluded.stalled",
+                                         "changed = excluded.changed, stalled = excluded.stalled "
+                                         "RETURNING rowid",
         [STMT_TOUCH_ORDER] = "UPDATE orders SET last_poll = ?3, last_success = ?4, next_poll = ?5 "
                              "WHERE customer_id = ?1 AND order_id = ?2",
-        [STMT_GET_ORDER] = "SELECT " ORDER_COLUMNS " FROM orders WHERE customer_id = ?1 AND order_id = ?2",
-        [STMT_LIST_ORDERS] = "SELECT " ORDER_COLUMNS " FROM orders ORDER BY customer_id, order_id",
+        /* the same by rowid: the table's page alone, not the key's index too */
+        [STMT_TOUCH_ORDER_AT] = "UPDATE orders SET last_poll = ?3, last_success = ?4, next_poll = ?5 "
+                                "WHERE rowid = ?6 AND customer_id = ?1 AND order_id = ?2",
+        [STMT_GET_ORDER] = "SELECT " ORDER_COLUMNS ", rowid FROM orders WHERE customer_id = ?1 AND order_id = ?2",
+        [STMT_LIST_ORDERS] = "SELECT " ORDER_COLUMNS ", rowid FROM orders ORDER BY customer_id, order_id",
+        /* column 2 is whether there is a snapshot; storage order */
+        [STMT_LOAD_ORDERS] = "SELECT customer_id, order_id, snapshot IS NOT NULL, " ORDER_COLUMNS_AFTER_SNAPSHOT
+                             ", rowid FROM orders",
         [STMT_ADD_EVENT] = "INSERT INTO events (event_id, event_type, customer_id, order_id, created, body, summary) "
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         /* OR IGNORE: a webhook named twice gets the event once */

@@ -44,6 +44,7 @@ typedef struct OrderRow {
         bool settled;
         bool stalled;      /* order.stalled was emitted for the stall clock running now */
         bool has_answer_digest; /* answer_digest below is set */
+        bool snapshot_stored;   /* the store holds a snapshot (snapshot_json is NULL when it was not read) */
         char *last_error; /* NULL when the last poll was good */
         /* Identifies the answer snapshot_json was made from (see the manager): the same answer again
          * need not be parsed. Only for an answer of one page. */
@@ -51,6 +52,9 @@ typedef struct OrderRow {
         OrderNames *names;        /* what the activity log or a customer's order list named; NULL: none */
         uint64_t discovered_usec; /* realtime when discovery found the order, 0 = never (configured only) */
         uint64_t changed_usec;    /* the stall clock (SPEC §9): last change, else the first good poll; 0 = none */
+        /* Where the store keeps the row (its rowid), learnt when the row is read or written; 0 = not
+         * known. A hint only: store_touch_order() checks the ids there, so a stale one costs a lookup. */
+        int64_t store_rowid;
 } OrderRow; /* the fields are ordered to leave little padding: the table holds one per order. A new
              * field is compared in order_row_same_but_poll_times() or named there as left out. */
 
@@ -97,12 +101,14 @@ void store_rollback(Store *s);
 
 /* Insert or replace the row of (customer_id, order_id). An existing row keeps its names and discovery
  * mark: those belong to store_set_order_names(), so that a poll under way never undoes them. */
-int store_put_order(Store *s, const OrderRow *row);
+int store_put_order(Store *s, OrderRow *row);
 /* The same, except that an existing row keeps the snapshot it has (row->snapshot_json is stored only
- * for a new row): what a poll that did not change the snapshot writes, without holding it in memory. */
-int store_put_order_keep_snapshot(Store *s, const OrderRow *row);
+ * for a new row): what a poll that did not change the snapshot writes, without holding it in memory.
+ * Both set row->store_rowid. */
+int store_put_order_keep_snapshot(Store *s, OrderRow *row);
 /* Only the poll times (last_poll, last_success, next_poll) of an existing row; nothing else of row
- * is read. No row: nothing happens. */
+ * is read but its ids and store_rowid. No row: nothing happens. Many rows are written fastest in
+ * store_rowid order (the pages of the table in turn). */
 int store_touch_order(Store *s, const OrderRow *row);
 /* -ENOENT when absent; release the result with order_row_done(). */
 int store_get_order(Store *s, const char *customer_id, const char *order_id, OrderRow *ret);
@@ -110,6 +116,10 @@ int store_get_order(Store *s, const char *customer_id, const char *order_id, Ord
  * returned. row is valid during the call only. cb may write to the store but must not call
  * store_foreach_order() again (-EBUSY). */
 int store_foreach_order(Store *s, int (*cb)(const OrderRow *row, void *userdata), void *userdata);
+/* The same for the daemon's start-up: in the order the rows are stored (each page of the table read
+ * once, whatever the number of rows), and without the snapshots' text (snapshot_json NULL,
+ * snapshot_stored set). */
+int store_load_orders(Store *s, int (*cb)(const OrderRow *row, void *userdata), void *userdata);
 
 /* Adds an event and queues it for each named webhook (none: the event is not stored; a name given
  * twice queues once). Atomic on its own; inside a transaction a failure (-EEXIST for a duplicate

@@ -408,6 +408,85 @@ static void test_orders_foreach(void **state) {
                          1000);
 }
 
+typedef struct LoadState {
+        unsigned n;
+        int64_t last_rowid;
+        unsigned with_snapshot;
+} LoadState;
+
+static int load_cb(const OrderRow *row, void *userdata) {
+        LoadState *l = userdata;
+        if (row->store_rowid <= l->last_rowid || row->snapshot_json)
+                return -EBADMSG; /* not in storage order, or the snapshot read after all */
+        l->last_rowid = row->store_rowid;
+        l->with_snapshot += row->snapshot_stored;
+        l->n++;
+        return 0;
+}
+
+static int64_t rowid_of(const char *dir, const char *order_id) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT rowid FROM orders WHERE order_id = '%s'", order_id);
+        return raw_int(dir, sql);
+}
+
+static void test_orders_load_and_touch(void **state) {
+        Test *t = *state;
+        _cleanup_(store_freep) Store *s = open_rw(t->dir);
+
+        /* writes learn where the row is */
+        assert_int_equal(store_begin(s), 0);
+        for (unsigned i = 0; i < 300; i++) {
+                unsigned k = (i * 7919) % 300; /* not in key order */
+                char o[16];
+                snprintf(o, sizeof o, "o%04u", k);
+                OrderRow row = {.customer_id = (char *) "c", .order_id = o,
+                                .snapshot_json = k % 3 ? (char *) "{\"items\":[]}" : NULL};
+                assert_int_equal(k % 2 ? store_put_order(s, &row) : store_put_order_keep_snapshot(s, &row), 0);
+                assert_true(row.store_rowid > 0);
+                assert_true(row.snapshot_stored == (k % 3 != 0));
+        }
+        assert_int_equal(store_commit(s), 0);
+        OrderRow row = {.customer_id = (char *) "c", .order_id = (char *) "o0007", .last_poll_usec = 5};
+        assert_int_equal(store_put_order_keep_snapshot(s, &row), 0); /* an update, not an insert */
+        assert_int_equal(row.store_rowid, rowid_of(t->dir, "o0007"));
+
+        /* start-up: storage order, no snapshot text, but whether there is one */
+        LoadState l = {};
+        assert_int_equal(store_load_orders(s, load_cb, &l), 0);
+        assert_int_equal(l.n, 300);
+        assert_int_equal(l.with_snapshot, 200);
+        OrderRow got = {};
+        assert_int_equal(store_get_order(s, "c", "o0008", &got), 0);
+        assert_int_equal(got.store_rowid, rowid_of(t->dir, "o0008"));
+        assert_true(got.snapshot_stored && got.snapshot_json);
+
+        /* poll times by rowid */
+        got.last_poll_usec = 11;
+        got.last_success_usec = 12;
+        got.next_poll_usec = 13;
+        assert_int_equal(store_touch_order(s, &got), 0);
+        assert_int_equal(raw_int(t->dir, "SELECT last_poll + last_success + next_poll FROM orders "
+                                         "WHERE order_id = 'o0008'"), 36);
+        /* a rowid that is another row's now: that row stays as it was, this one is found by its ids */
+        got.store_rowid = rowid_of(t->dir, "o0009");
+        got.last_poll_usec = 21;
+        assert_int_equal(store_touch_order(s, &got), 0);
+        assert_int_equal(raw_int(t->dir, "SELECT last_poll FROM orders WHERE order_id = 'o0008'"), 21);
+        assert_int_equal(raw_int(t->dir, "SELECT last_poll FROM orders WHERE order_id = 'o0009'"), 0);
+        /* a rowid of no row, and no row at all: nothing written, no error */
+        got.store_rowid = 1000000;
+        got.last_poll_usec = 31;
+        assert_int_equal(store_touch_order(s, &got), 0);
+        assert_int_equal(raw_int(t->dir, "SELECT last_poll FROM orders WHERE order_id = 'o0008'"), 31);
+        free(got.order_id);
+        got.order_id = strdup("absent");
+        assert_int_equal(store_touch_order(s, &got), 0);
+        assert_int_equal(raw_int(t->dir, "SELECT count(*) FROM orders"), 300);
+        assert_int_equal(raw_int(t->dir, "SELECT count(*) FROM orders WHERE last_poll = 31"), 1);
+        order_row_done(&got);
+}
+
 static void test_add_event_webhooks(void **state) {
         Test *t = *state;
         _cleanup_(store_freep) Store *s = open_rw(t->dir);
@@ -1315,6 +1394,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_orders_keep_snapshot, setup, teardown),
                 cmocka_unit_test(test_row_same_but_poll_times),
                 cmocka_unit_test_setup_teardown(test_orders_foreach, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_orders_load_and_touch, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_add_event_webhooks, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_queue_list_paging, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_queue_delivered, setup, teardown),
