@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sysexits.h>
@@ -90,6 +91,11 @@ int main(int argc, char *argv[]) {
         bool print_events = false, json = false;
         int c;
 
+        /* A fixed threshold: blocks of 128 KiB and more (the order table's arrays, the hash table, an
+         * orders-dir file read whole) are mapped and go back to the kernel when freed. glibc's default
+         * raises the threshold to the largest block freed so far, after which the arrays left behind
+         * by a growing table stay in the heap as holes: ~1 MB of the peak RSS at 20,000 orders. */
+        mallopt(M_MMAP_THRESHOLD, 128 * 1024);
         signal(SIGPIPE, SIG_IGN);
         log_open(LOG_TARGET_AUTO);
         const char *e = getenv("PROVWATCH_DEBUG");

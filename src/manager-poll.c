@@ -320,20 +320,23 @@ static void on_poll_done(PollAnswer *a, void *userdata) {
         Manager *m = job->m;
         Order *x = job->order;
 
-        snprintf(x->request_id, sizeof x->request_id, "%s", a->request_id);
+        /* the same request again after a timeout or a 429 (without memory for it: a new one) */
+        x->retry_request_id = mfree(x->retry_request_id);
+        if ((a->timed_out || a->throttled) && a->request_id)
+                x->retry_request_id = strdup(a->request_id);
         if (a->throttled) {
                 metrics_observe_poll(&m->metrics, POLL_RESULT_RATE_LIMITED, a->duration_usec);
                 if (m->options.mode != MANAGER_ONCE || ++x->throttled <= ONCE_MAX_THROTTLED) {
                         /* the poll starts over when the pause ends, under the same MS-RequestId */
                         x->busy = false;
-                        x->keep_request_id = true;
                         orders_enqueue(&m->orders, x, now_monotonic_usec());
                         free(job);
                         return;
                 }
                 a->reason = "rate limited (HTTP 429) too often";
         }
-        x->keep_request_id = a->timed_out;
+        if (!a->timed_out)
+                x->retry_request_id = mfree(x->retry_request_id);
         if (a->outcome == POLL_OUTCOME_FAILED) {
                 if (a->ms_cv)
                         log_warning("Poll of order '%s' (customer '%s') failed: %s (MS-CorrelationId %s, "
@@ -364,12 +367,12 @@ static void start_poll(Manager *m, Order *x) {
                 PollTarget t = {
                         .customer_id = x->row.customer_id,
                         .order_id = x->row.order_id,
-                        .request_id = x->keep_request_id && x->request_id[0] ? x->request_id : NULL,
+                        .request_id = x->retry_request_id, /* copied by poller_start() */
                         .known_digest = x->row.snapshot_stored && x->row.has_answer_digest ? x->row.answer_digest : NULL,
                 };
-                x->keep_request_id = false;
                 x->busy = true;
                 r = poller_start(m->poller, &t, on_poll_done, free, job, NULL);
+                x->retry_request_id = mfree(x->retry_request_id);
         }
         if (r < 0) {
                 log_error_errno(r, "Cannot start polling order '%s': %m", x->row.order_id);

@@ -23,6 +23,7 @@ void orders_done(Orders *t) {
                 heap_done(&t->queues[i]);
         for (size_t i = 0; i < t->n; i++) {
                 order_row_done(&t->all[i]->row);
+                free(t->all[i]->retry_request_id);
                 free(t->all[i]);
         }
         free(t->all);

@@ -28,7 +28,12 @@ typedef struct Order {
         /* As last committed. The snapshot JSON is not kept in memory (row.snapshot_stored says whether
          * there is one): it is read back from the store only when an answer differs from the last one. */
         OrderRow row;
+        /* The MS-RequestId the next poll is sent under: a timed-out or throttled request is sent again
+         * as the same request. NULL (nearly always): a new one. */
+        char *retry_request_id;
         OrderQueue queue;
+        unsigned backoff_failures; /* failed polls and failed commits in a row, in memory */
+        unsigned throttled;        /* 429s of this order in `once` */
         /* Watched: configured (order = or orders-dir), or discovered (row.discovered_usec) and not
          * forgotten (settled for [discovery] forget-after). */
         bool watched;
@@ -42,12 +47,8 @@ typedef struct Order {
         bool poll_again; /* due at once when its poll under way is committed (an update_order came) */
         /* The poll times in row are newer than the store's: written in bulk (only they changed). */
         bool times_dirty;
-        char request_id[37];
-        bool keep_request_id;      /* a timed-out request is retried under the same MS-RequestId */
-        unsigned backoff_failures; /* failed polls and failed commits in a row, in memory */
-        unsigned throttled;        /* 429s of this order in `once` */
         bool once_done;
-} Order;
+} Order; /* one per order (176 bytes): what few orders need is out of line */
 
 typedef struct Hashmap Hashmap;
 

@@ -377,6 +377,13 @@ def test_daemon_429_storm_without_retry_after():
             mark = sim.control("GET", "requests?since=0")["next"]
             wait_until(lambda: len([r for r in sim.requests(mark) if r["order"] == "o1" and r["status"] == 200]) >= 1,
                        10, "o1 polled again")
+            # a throttled poll is sent again as the same request
+            for r in r429:
+                resent = wait_until(lambda r=r: next((q for q in sim.requests(r["index"] + 1) if q["order"] == r["order"]),
+                                                     None), 10, f"{r['order']} polled after its 429")
+                check(resent["headers"]["MS-RequestId"] == r["headers"]["MS-RequestId"],
+                      f"{r['order']}: MS-RequestId {r['headers']['MS-RequestId']} after the 429, "
+                      f"{resent['headers']['MS-RequestId']} when sent again")
             check(d.stop() == 0, "clean exit")
             check(len(of_type(d.all_events[n0:], "lineitem.changed")) == 1, f"{summary(d.all_events[n0:])}")
             check(not of_type(d.all_events[n0:], "order.fetch_failed"), "429 is not a failed poll")
