@@ -87,8 +87,8 @@ void config_print_summary(const Config *c, FILE *out) {
         fprintf(out, "  orders directory:    %s\n", c->orders_dir ? c->orders_dir : "(none)");
         fprintf(out, "  orders:              %zu\n", c->n_orders);
         for (size_t i = 0; i < c->n_orders && i < SUMMARY_ORDERS_MAX; i++)
-                fprintf(out, "    %s %s (%s)\n", c->orders[i].customer_id, c->orders[i].order_id,
-                        c->orders[i].origin);
+                fprintf(out, "    %s %s (%s:%u)\n", c->orders[i].customer_id, c->orders[i].order_id,
+                        ORDER_REF_WHERE(&c->orders[i]));
         if (c->n_orders > SUMMARY_ORDERS_MAX)
                 fprintf(out, "    ... and %zu more\n", c->n_orders - SUMMARY_ORDERS_MAX);
 

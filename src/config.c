@@ -863,9 +863,7 @@ int config_load_full(const char *path, ConfigFlags flags, FILE *err, Config **re
         r = order_list_dedup(&p.orders, &c->warnings);
         if (r < 0)
                 goto finish;
-        c->orders = TAKE_PTR(p.orders.items);
-        c->n_orders = p.orders.n;
-        p.orders = (OrderList){};
+        order_list_take(&p.orders, &c->orders, &c->n_orders);
 
         r = 0;
 finish:

@@ -120,6 +120,11 @@ typedef enum ConfigFlags {
 int config_load_full(const char *path, ConfigFlags flags, FILE *err, Config **ret);
 int config_load(const char *path, FILE *err, Config **ret); /* flags 0 */
 Config *config_free(Config *c);
+/* Whether o is an order = of the configuration file itself (else it is from orders-dir). */
+static inline bool config_order_is_own(const Config *c, const OrderRef *o) {
+        return o->file && streq(o->file->path, c->path);
+}
+
 static inline void config_freep(Config **c) {
         config_free(*c);
 }

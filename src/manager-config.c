@@ -12,11 +12,6 @@
 
 /* ---- configuration: orders and reload ---- */
 
-static bool origin_is_config_file(const Config *c, const OrderRef *o) {
-        size_t n = strlen(c->path);
-        return o->origin && strncmp(o->origin, c->path, n) == 0 && o->origin[n] == ':';
-}
-
 /* Watches exactly the orders of the configuration file and of dir_orders (NULL: the configuration's
  * own list, orders-dir included). */
 int manager_apply_orders(Manager *m, const OrderRef *dir_orders, size_t n_dir) {
@@ -32,7 +27,7 @@ int manager_apply_orders(Manager *m, const OrderRef *dir_orders, size_t n_dir) {
                         return log_oom();
                 n = 0;
                 for (size_t i = 0; i < c->n_orders; i++)
-                        if (origin_is_config_file(c, &c->orders[i]))
+                        if (config_order_is_own(c, &c->orders[i]))
                                 own[n++] = c->orders[i];
                 list = own;
         }
@@ -50,7 +45,7 @@ int manager_apply_orders(Manager *m, const OrderRef *dir_orders, size_t n_dir) {
 void manager_forget_orders_dir_orders(Config *c) {
         size_t n = 0;
         for (size_t i = 0; i < c->n_orders; i++)
-                n += origin_is_config_file(c, &c->orders[i]);
+                n += config_order_is_own(c, &c->orders[i]);
         if (n == c->n_orders)
                 return;
         OrderRef *own = calloc(n ? n : 1, sizeof *own);
@@ -58,7 +53,7 @@ void manager_forget_orders_dir_orders(Config *c) {
                 return; /* merely more memory */
         n = 0;
         for (size_t i = 0; i < c->n_orders; i++)
-                if (origin_is_config_file(c, &c->orders[i])) {
+                if (config_order_is_own(c, &c->orders[i])) {
                         own[n++] = c->orders[i];
                         c->orders[i] = (OrderRef) {};
                 }
@@ -74,14 +69,14 @@ int manager_adopt_config_orders(Manager *m) {
         Config *c = m->config;
         for (size_t i = 0; i < c->n_orders; i++) {
                 OrderRef *o = &c->orders[i];
-                bool own = origin_is_config_file(c, o);
+                bool own = config_order_is_own(c, o);
                 Order *x = own ? orders_ensure(&m->orders, o->customer_id, o->order_id)
                                : orders_ensure_take(&m->orders, &o->customer_id, &o->order_id);
                 if (!x)
                         return log_oom();
                 x->configured = true;
                 if (!own)
-                        o->origin = mfree(o->origin); /* forgotten below, like the ids a duplicate kept */
+                        o->file = order_file_unref(o->file); /* forgotten below, like a duplicate's ids */
         }
         manager_forget_orders_dir_orders(c);
         return 0;

@@ -23,10 +23,16 @@ bool order_ref_id_is_valid(const char *s, size_t len) {
         return len >= 1 && len <= ID_MAX && ascii_alnum_or_in(s, len, "._~-");
 }
 
+OrderFile *order_file_unref(OrderFile *s) {
+        if (s && --s->n_ref == 0)
+                free(s);
+        return NULL;
+}
+
 static void order_ref_done(OrderRef *o) {
         free(o->customer_id);
         free(o->order_id);
-        free(o->origin);
+        order_file_unref(o->file);
 }
 
 void order_refs_free(OrderRef *orders, size_t n) {
@@ -37,22 +43,42 @@ void order_refs_free(OrderRef *orders, size_t n) {
 
 void order_list_done(OrderList *l) {
         order_refs_free(l->items, l->n);
+        order_file_unref(l->file);
         *l = (OrderList) {};
+}
+
+void order_list_take(OrderList *l, OrderRef **ret, size_t *ret_n) {
+        *ret = TAKE_PTR(l->items);
+        *ret_n = l->n;
+        l->n = l->allocated = 0;
+        order_list_done(l);
 }
 
 static int order_list_add(OrderList *l, const char *customer, size_t customer_len, const char *order,
                           size_t order_len, const char *file, unsigned line) {
+        if (!l->file || !streq(l->file->path, file)) {
+                size_t n = strlen(file);
+                OrderFile *s = malloc(sizeof *s + n + 1);
+                if (!s)
+                        return -ENOMEM;
+                s->n_ref = 1;
+                memcpy(s->path, file, n + 1);
+                order_file_unref(l->file);
+                l->file = s;
+        }
         if (!GREEDY_REALLOC(l->items, l->allocated, l->n + 1))
                 return -ENOMEM;
         OrderRef o = {
                 .customer_id = strndup(customer, customer_len),
                 .order_id = strndup(order, order_len),
-                .origin = strdup_printf("%s:%u", file, line),
         };
-        if (!o.customer_id || !o.order_id || !o.origin) {
+        if (!o.customer_id || !o.order_id) {
                 order_ref_done(&o);
                 return -ENOMEM;
         }
+        o.file = l->file;
+        o.file->n_ref++;
+        o.line = line;
         l->items[l->n++] = o;
         return 0;
 }
@@ -256,9 +282,9 @@ int order_list_dedup(OrderList *l, char ***warnings) {
                 if (first[i] == SIZE_MAX)
                         continue;
                 const OrderRef *o = l->items + i;
-                int r = strv_consume(warnings, strdup_printf("%s: order %s %s is listed twice (first at %s)",
-                                                             o->origin, o->customer_id, o->order_id,
-                                                             l->items[first[i]].origin));
+                int r = strv_consume(warnings, strdup_printf("%s:%u: order %s %s is listed twice (first at %s:%u)",
+                                                             ORDER_REF_WHERE(o), o->customer_id, o->order_id,
+                                                             ORDER_REF_WHERE(&l->items[first[i]])));
                 if (r < 0)
                         return r;
         }
@@ -292,7 +318,6 @@ int config_read_orders_dir(const char *dir, FILE *err, OrderRef **orders, size_t
                 order_list_done(&l);
                 return r;
         }
-        *orders = l.items;
-        *n_orders = l.n;
+        order_list_take(&l, orders, n_orders);
         return 0;
 }

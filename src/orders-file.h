@@ -13,11 +13,24 @@
  * comments ignored). config_load() reads both; the daemon reads the directory again when it
  * changes. */
 
+/* A file orders were read from, shared (counted) by the orders read from it: a string per order
+ * would cost more than the order's IDs, and freeing them leaves holes between the IDs that stay. */
+typedef struct OrderFile {
+        unsigned n_ref;
+        char path[];
+} OrderFile;
+
+OrderFile *order_file_unref(OrderFile *s); /* NULL */
+
 typedef struct OrderRef {
         char *customer_id;
         char *order_id;
-        char *origin; /* "provwatch.conf:12" or "orders.d/a.list:3", for messages */
+        OrderFile *file; /* a reference; with line, where it was read: "provwatch.conf:12" */
+        unsigned line;
 } OrderRef;
+
+/* printf arguments for "%s:%u", where o was read */
+#define ORDER_REF_WHERE(o) (o)->file->path, (o)->line
 
 void order_refs_free(OrderRef *orders, size_t n);
 
@@ -25,7 +38,11 @@ void order_refs_free(OrderRef *orders, size_t n);
 typedef struct OrderList {
         OrderRef *items;
         size_t n, allocated;
+        OrderFile *file; /* of the file read last (a reference), for its next lines */
 } OrderList;
+
+/* Moves the array out of l (*ret, *ret_n) and empties l. */
+void order_list_take(OrderList *l, OrderRef **ret, size_t *ret_n);
 
 void order_list_done(OrderList *l);
 
@@ -33,8 +50,8 @@ void order_list_done(OrderList *l);
 #define ORDER_REF_ID_RULE "1 to 128 characters of A-Z a-z 0-9 . _ ~ -"
 bool order_ref_id_is_valid(const char *s, size_t len);
 
-/* Parses "CUSTOMER_ID ORDER_ID" (white space around and between) and appends it, with origin
- * "file:line". A bad value gives -EINVAL and a message in why (the value quoted, never more than
+/* Parses "CUSTOMER_ID ORDER_ID" (white space around and between) and appends it, read from
+ * file:line. A bad value gives -EINVAL and a message in why (the value quoted, never more than
  * ORDER_WHY_MAX bytes); -ENOMEM. */
 #define ORDER_WHY_MAX (ESCAPE_BUF + 128)
 int order_list_add_line(OrderList *l, const char *value, const char *file, unsigned line, char *why,

@@ -91,11 +91,6 @@ static void status_done(Status *st) {
         auth_state_done(&st->auth);
 }
 
-static bool origin_is_config_file(const Config *c, const char *origin) {
-        size_t n = strlen(c->path);
-        return origin && strncmp(origin, c->path, n) == 0 && origin[n] == ':';
-}
-
 /* As the daemon decides it: discovered, and not settled for forget-after. */
 static bool discovered_and_kept(const Status *st, const OrderRow *row) {
         uint64_t after = st->config->discovery_forget_after_usec;
@@ -158,7 +153,7 @@ static int status_init(Status *st, const Config *config) {
                         .customer_id = config->orders[i].customer_id,
                         .order_id = config->orders[i].order_id,
                         .watched = true,
-                        .source = origin_is_config_file(config, config->orders[i].origin) ? SOURCE_CONFIG
+                        .source = config_order_is_own(config, &config->orders[i]) ? SOURCE_CONFIG
                                                                                            : SOURCE_ORDERS_DIR,
                 };
                 st->watched_index[i] = i;

@@ -42,6 +42,13 @@ static void write_file(const char *name, const char *content, mode_t mode) {
         assert_int_equal(close(fd), 0);
 }
 
+/* "file:line" of an order (the last call's until the next) */
+static const char *where(const OrderRef *o) {
+        static char buf[PATH_MAX + 16];
+        snprintf(buf, sizeof buf, "%s:%u", ORDER_REF_WHERE(o));
+        return buf;
+}
+
 static char *tmp_path(const char *name) {
         char *p = strdup_printf("%s/%s", tmpdir, name);
         assert_non_null(p);
@@ -277,12 +284,12 @@ static void test_every_key(void **state) {
         assert_int_equal(c->n_orders, 3);
         assert_string_equal(c->orders[0].customer_id, "cust-1");
         assert_string_equal(c->orders[0].order_id, "ord-1");
-        assert_string_equal(c->orders[0].origin, "provwatch.conf:24");
+        assert_string_equal(where(&c->orders[0]), "provwatch.conf:24");
         assert_string_equal(c->orders[1].customer_id, "cust-2");
         assert_string_equal(c->orders[1].order_id, "ord-2");
-        assert_string_equal(c->orders[1].origin, "provwatch.conf:25");
+        assert_string_equal(where(&c->orders[1]), "provwatch.conf:25");
         assert_string_equal(c->orders[2].customer_id, "cust-3");
-        assert_string_equal(c->orders[2].origin, "orders.d/x.list:1");
+        assert_string_equal(where(&c->orders[2]), "orders.d/x.list:1");
 
         assert_string_equal(c->state_directory, "/srv/provwatch");
         assert_int_equal(c->journal, JOURNAL_NO);
@@ -1157,7 +1164,7 @@ static void test_orders_dir(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(expected); i++) {
                 assert_string_equal(c->orders[i].customer_id, expected[i][0]);
                 assert_string_equal(c->orders[i].order_id, expected[i][1]);
-                assert_string_equal(c->orders[i].origin, expected[i][2]);
+                assert_string_equal(where(&c->orders[i]), expected[i][2]);
         }
         /* duplicates are warnings */
         assert_string_equal(c->warnings[0],

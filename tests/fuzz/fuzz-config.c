@@ -172,7 +172,7 @@ static void check_config(const Config *c) {
                         fuzz_assert(!(*p >= 'A' && *p <= 'Z'));
         for (size_t i = 0; i < c->n_orders; i++) {
                 fuzz_assert(id_is_valid(c->orders[i].customer_id) && id_is_valid(c->orders[i].order_id));
-                fuzz_assert(c->orders[i].origin);
+                fuzz_assert(c->orders[i].file && c->orders[i].file->n_ref > 0 && c->orders[i].line > 0);
                 for (size_t j = 0; j < i; j++)
                         fuzz_assert(strcasecmp(c->orders[i].customer_id, c->orders[j].customer_id) != 0 ||
                                     strcasecmp(c->orders[i].order_id, c->orders[j].order_id) != 0);
