@@ -665,8 +665,13 @@ def test_chaos():
                            "starts": runs.starts, "freezes": freezes, "unsure": watch.unsure}, f)
         check(not problems, f"{len(problems)} problems (seed {seed}, files in {env.dir}, record.json):\n" +
               "\n".join(problems[:40]))
-        check(n_changes > duration and n_li > len(truth) * 3 and n_required > duration,
-              f"too little happened: {n_changes} changes, {n_li} line-item events, {n_required} answers")
+        # Enough happened to mean something. Under ASan the daemon is slower and the margins around
+        # restarts three times as wide, so fewer answers count as surely processed (53 to 67 for one
+        # seed, by the machine's load): half as many are asked for there.
+        need = duration if SLOW == 1 else duration / 2
+        check(n_changes > duration and n_li > len(truth) * 3 and n_required > need,
+              f"too little happened: {n_changes} changes, {n_li} line-item events, {n_required} answers "
+              f"(more than {need:.0f} needed)")
         passed = True
     finally:
         if mutator:
