@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <assert.h>
+
 #include "alloc-util.h"
 #include "hashmap.h"
 #include "orders.h"
@@ -18,13 +20,45 @@ static bool order_key_equal(const void *a, const void *b) {
 
 static const HashOps order_key_ops = { .hash = order_key_hash, .equal = order_key_equal };
 
+/* Orders are never freed one by one, so they come from blocks: no allocator header and no rounding
+ * for each (16 of its 184 bytes), and a block's untouched part costs no memory. */
+#define ORDER_BLOCK_SIZE 1024
+struct OrderBlock {
+        OrderBlock *next;
+        size_t used;
+        Order orders[];
+};
+
+static Order *order_alloc(Orders *t) {
+        OrderBlock *b = t->blocks;
+        if (!b || b->used == ORDER_BLOCK_SIZE) {
+                b = calloc(1, sizeof *b + ORDER_BLOCK_SIZE * sizeof(Order));
+                if (!b)
+                        return NULL;
+                b->next = t->blocks;
+                t->blocks = b;
+        }
+        return &b->orders[b->used++];
+}
+
+/* Takes back the Order order_alloc() gave last. */
+static void order_unalloc(Orders *t, Order *x) {
+        assert(t->blocks && x == &t->blocks->orders[t->blocks->used - 1]);
+        *x = (Order) {};
+        t->blocks->used--;
+}
+
 void orders_done(Orders *t) {
         for (size_t i = 0; i < ELEMENTSOF(t->queues); i++)
                 heap_done(&t->queues[i]);
         for (size_t i = 0; i < t->n; i++) {
                 order_row_done(&t->all[i]->row);
                 free(t->all[i]->retry_request_id);
-                free(t->all[i]);
+        }
+        while (t->blocks) {
+                OrderBlock *next = t->blocks->next;
+                free(t->blocks);
+                t->blocks = next;
         }
         free(t->all);
         hashmap_free(t->map);
@@ -45,13 +79,13 @@ Order *orders_ensure_take(Orders *t, char **c, char **o) {
                 return NULL;
         if (!GREEDY_REALLOC(t->all, t->n_alloc, t->n + 1))
                 return NULL;
-        x = calloc(1, sizeof *x);
+        x = order_alloc(t);
         if (!x)
                 return NULL;
         x->row.customer_id = *c;
         x->row.order_id = *o;
         if (hashmap_put(t->map, &x->row, x) < 0) {
-                free(x);
+                order_unalloc(t, x);
                 return NULL;
         }
         *c = *o = NULL;

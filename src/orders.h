@@ -31,9 +31,9 @@ typedef struct Order {
         /* The MS-RequestId the next poll is sent under: a timed-out or throttled request is sent again
          * as the same request. NULL (nearly always): a new one. */
         char *retry_request_id;
-        OrderQueue queue;
         unsigned backoff_failures; /* failed polls and failed commits in a row, in memory */
-        unsigned throttled;        /* 429s of this order in `once` */
+        int8_t queue;              /* an OrderQueue */
+        uint8_t throttled;         /* 429s of this order in `once` (it gives up after a few) */
         /* Watched: configured (order = or orders-dir), or discovered (row.discovered_usec) and not
          * forgotten (settled for [discovery] forget-after). */
         bool watched;
@@ -48,13 +48,16 @@ typedef struct Order {
         /* The poll times in row are newer than the store's: written in bulk (only they changed). */
         bool times_dirty;
         bool once_done;
-} Order; /* one per order (176 bytes): what few orders need is out of line */
+} Order; /* one per order (168 bytes): what few orders need is out of line */
+
+typedef struct OrderBlock OrderBlock;
 
 typedef struct Hashmap Hashmap;
 
 typedef struct Orders {
         Order **all; /* in order of creation */
         size_t n, n_alloc;
+        OrderBlock *blocks; /* where the Orders are, many to an allocation: they live as long as the table */
         Hashmap *map; /* (customer id, order id) → Order */
         size_t n_watched;
         Heap queues[_ORDER_QUEUE_MAX];
