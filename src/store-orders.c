@@ -127,13 +127,18 @@ static int store_put_order_internal(Store *s, OrderRow *row, StoreStatement id) 
                 rc = sqlite3_bind_int64(st, 18, (int64_t) row->stalled);
         if (rc != SQLITE_OK)
                 return store_fail(s, rc);
-        rc = sqlite3_step(st); /* RETURNING rowid */
-        if (rc != SQLITE_ROW)
-                return store_fail(s, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc);
-        row->store_rowid = sqlite3_column_int64(st, 0);
+        /* A new row has a new rowid (rows are never deleted); an updated one keeps the rowid it had,
+         * which row->store_rowid already holds or does not know. Cheaper than RETURNING, which
+         * costs an ephemeral table per statement (+2 µs per row). */
+        int64_t last = sqlite3_last_insert_rowid(s->db);
+        r = store_step_done(s, st);
+        if (r < 0)
+                return r;
+        if (sqlite3_last_insert_rowid(s->db) != last)
+                row->store_rowid = sqlite3_last_insert_rowid(s->db);
         if (row->snapshot_json)
                 row->snapshot_stored = true;
-        return store_step_done(s, st);
+        return 0;
 }
 
 int store_put_order(Store *s, OrderRow *row) {

@@ -114,8 +114,7 @@ static const char *const statement_sql[_STMT_MAX] = {
                            "fetch_failed = excluded.fetch_failed, not_found = excluded.not_found, "
                            "settled = excluded.settled, last_http_status = excluded.last_http_status, "
                            "last_error = excluded.last_error, answer_digest = excluded.answer_digest, "
-                           "changed = excluded.changed, stalled = excluded.stalled "
-                           "RETURNING rowid",
+                           "changed = excluded.changed, stalled = excluded.stalled",
         [STMT_PUT_ORDER_KEEP_SNAPSHOT] = "INSERT INTO orders (" ORDER_COLUMNS ") "
                                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
                                          "?16, ?17, ?18) "
@@ -129,8 +128,7 @@ static const char *const statement_sql[_STMT_MAX] = {
                                          "last_http_status = excluded.last_http_status, "
                                          "last_error = excluded.last_error, "
                                          "answer_digest = excluded.answer_digest, "
-                                         "changed = excluded.changed, stalled = excluded.stalled "
-                                         "RETURNING rowid",
+                                         "changed = excluded.changed, stalled = excluded.stalled",
         [STMT_TOUCH_ORDER] = "UPDATE orders SET last_poll = ?3, last_success = ?4, next_poll = ?5 "
                              "WHERE customer_id = ?1 AND order_id = ?2",
         /* the same by rowid: the table's page alone, not the key's index too */

@@ -104,7 +104,7 @@ void store_rollback(Store *s);
 int store_put_order(Store *s, OrderRow *row);
 /* The same, except that an existing row keeps the snapshot it has (row->snapshot_json is stored only
  * for a new row): what a poll that did not change the snapshot writes, without holding it in memory.
- * Both set row->store_rowid. */
+ * Both set row->store_rowid when they add the row. */
 int store_put_order_keep_snapshot(Store *s, OrderRow *row);
 /* Only the poll times (last_poll, last_success, next_poll) of an existing row; nothing else of row
  * is read but its ids and store_rowid. No row: nothing happens. Many rows are written fastest in

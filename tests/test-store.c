@@ -435,6 +435,7 @@ static void test_orders_load_and_touch(void **state) {
         _cleanup_(store_freep) Store *s = open_rw(t->dir);
 
         /* writes learn where the row is */
+        int64_t learnt[300] = {};
         assert_int_equal(store_begin(s), 0);
         for (unsigned i = 0; i < 300; i++) {
                 unsigned k = (i * 7919) % 300; /* not in key order */
@@ -443,12 +444,21 @@ static void test_orders_load_and_touch(void **state) {
                 OrderRow row = {.customer_id = (char *) "c", .order_id = o,
                                 .snapshot_json = k % 3 ? (char *) "{\"items\":[]}" : NULL};
                 assert_int_equal(k % 2 ? store_put_order(s, &row) : store_put_order_keep_snapshot(s, &row), 0);
-                assert_true(row.store_rowid > 0);
+                learnt[k] = row.store_rowid;
                 assert_true(row.snapshot_stored == (k % 3 != 0));
         }
         assert_int_equal(store_commit(s), 0);
+        for (unsigned k = 0; k < 300; k++) {
+                char o[16];
+                snprintf(o, sizeof o, "o%04u", k);
+                assert_int_equal(learnt[k], rowid_of(t->dir, o));
+        }
+        /* an update keeps what the row knew (here nothing: it is a hint), even after other inserts */
         OrderRow row = {.customer_id = (char *) "c", .order_id = (char *) "o0007", .last_poll_usec = 5};
-        assert_int_equal(store_put_order_keep_snapshot(s, &row), 0); /* an update, not an insert */
+        assert_int_equal(store_put_order_keep_snapshot(s, &row), 0);
+        assert_int_equal(row.store_rowid, 0);
+        row.store_rowid = rowid_of(t->dir, "o0007");
+        assert_int_equal(store_put_order_keep_snapshot(s, &row), 0);
         assert_int_equal(row.store_rowid, rowid_of(t->dir, "o0007"));
 
         /* start-up: storage order, no snapshot text, but whether there is one */
