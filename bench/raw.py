@@ -118,7 +118,9 @@ def main() -> None:
             print(f"plain curl:       {' '.join(plain_cmd[:5])} '{plain_cmd[5]}' {' '.join(plain_cmd[6:])} >/dev/null 2>&1")
             print(f"provwatch steady: {' '.join(pw_cmd)} >/dev/null   (after one run)")
             print(f"first run:        rm -rf {state} && {' '.join(pw_cmd)} >/dev/null")
-            print("Ctrl-C stops nginx and removes the work directory (with --keep: keeps it).", flush=True)
+            print("Ctrl-C (or SIGTERM) stops nginx and removes the work directory (with --keep: keeps it).",
+                  flush=True)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill PID cleans up as well
             try:
                 signal.pause()
             except KeyboardInterrupt:
