@@ -445,21 +445,23 @@ def test_daemon_token_faults_then_recovery():
             d.wait_event(added("o2"), 20, "o2 added")
             n0 = len(d.all_events)
             tok0 = len(sim.requests(kind="token"))
-            # Two resets: curl itself sends a request again, once, on a fresh connection when a reused one
-            # dies before answering (as HTTP allows), so one reset alone may never reach the daemon.
-            for kind, count in (({"kind": "status", "status": 500}, 1), ({"kind": "invalid_grant"}, 1),
-                                ({"kind": "down"}, 2)):
-                sim.fault(target="token", count=count, **kind)
+            # The endpoint stays down until the daemon has said so: libcurl sends a request again by
+            # itself when a reused connection dies before answering (up to five times, on whatever
+            # connection to the host its pool holds), so a reset or two may never reach the daemon.
+            sim.fault(target="token", count=1, kind="status", status=500)
+            sim.fault(target="token", count=1, kind="invalid_grant")
+            down = sim.fault(target="token", kind="down")
             sim.control("POST", "tokens/expire")
             expired = sim.control("GET", "requests?since=0")["next"]
             sim.control("POST", "advance", {"customer": C, "order": "o1"})
-            wait_until(lambda: len([t for t in sim.requests(kind="token")[tok0:] if t["faults"]]) == 4, 30,
-                       "four failed token requests")
+            wait_until(lambda: len([t for t in sim.requests(kind="token")[tok0:] if t["faults"]]) >= 3, 30,
+                       "three failed token requests")
             # the simulator records a request before the daemon has read its answer
             for line in (f"Cannot obtain an access token: token endpoint {token_url} answered HTTP 500",
                          "The token endpoint rejected the refresh token (invalid_grant: AADSTS700082",
                          f"Cannot obtain an access token: token endpoint {token_url} unreachable: "):
-                d.wait_log(line, 10)
+                d.wait_log(line, 20)
+            sim.control("DELETE", f"fault/{down}")
             d.wait_event(lambda e: e["type"] == "provwatch.lineitem.changed", 30, "the change with the new token", n0)
             new_token = next(t for t in sim.requests(expired, kind="token") if t["status"] == 200)
             answered = [r for r in sim.requests(expired) if r["index"] < new_token["index"] and r["status"] == 200]
