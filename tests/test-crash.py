@@ -301,7 +301,9 @@ def test_state_directory_full():
             check(snapshot_column(env.state) == before, "the old snapshots stay")
             check(d.log().count("Cannot save poll results") == 1, "the error is logged once, not per poll")
             os.unlink(fill)
-            ev = d.wait_event(changed_o1, 30, "the change once space returns", n0)
+            # the next try comes at the backoff after the failures so far: up to three (one before idx),
+            # so up to 40 s + 20 %
+            ev = d.wait_event(changed_o1, 60, "the change once space returns", n0)
             check(ev["data"]["old"]["quantities"] == {"prefulfillmentpending": 3}, str(ev["data"]))
             check("Saving poll results works again." in d.log(), d.log_tail())
             mark = sim.control("GET", "requests?since=0")["next"]
