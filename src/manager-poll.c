@@ -218,24 +218,21 @@ void manager_write_poll_times(Manager *m) {
                 return;
         /* In the order the rows are stored: each page of the table is then read and written once,
          * where the order of the table would go back and forth (more rows than SQLite's page cache
-         * holds pages: 2.7 page reads per row at 20,000 orders). Without memory for the list, in that
-         * order all the same. */
+         * holds pages: 2.7 page reads per row at 20,000 orders). Without memory for the list the
+         * times stay dirty for the next write. */
         _cleanup_free_ Order **dirty = calloc(m->n_times_dirty, sizeof *dirty);
-        size_t n = 0;
-        if (dirty) {
-                ORDERS_FOREACH(x, &m->orders)
-                        if (x->times_dirty && n < m->n_times_dirty)
-                                dirty[n++] = x;
-                qsort(dirty, n, sizeof *dirty, order_rowid_compare);
+        if (!dirty) {
+                log_warning("Cannot save poll times in %s: out of memory", store_path(m->store));
+                return;
         }
+        size_t n = 0;
+        ORDERS_FOREACH(x, &m->orders)
+                if (x->times_dirty && n < m->n_times_dirty)
+                        dirty[n++] = x;
+        qsort(dirty, n, sizeof *dirty, order_rowid_compare);
         int r = store_begin(m->store);
-        if (dirty)
-                for (size_t i = 0; r >= 0 && i < n; i++)
-                        r = store_touch_order(m->store, &dirty[i]->row);
-        else
-                ORDERS_FOREACH(x, &m->orders)
-                        if (r >= 0 && x->times_dirty)
-                                r = store_touch_order(m->store, &x->row);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = store_touch_order(m->store, &dirty[i]->row);
         if (r >= 0)
                 r = store_commit(m->store);
         else
@@ -315,19 +312,23 @@ static int process_answer(PollJob *job, PollAnswer *a) {
         return 0;
 }
 
+/* The next poll of x is sent as the same request (after a timeout or a 429); without memory for the id,
+ * as a new one. start_poll() lets go of it. */
+static void retry_as_same_request(Order *x, const PollAnswer *a) {
+        free(x->retry_request_id);
+        x->retry_request_id = a->request_id ? strdup(a->request_id) : NULL;
+}
+
 static void on_poll_done(PollAnswer *a, void *userdata) {
         PollJob *job = userdata;
         Manager *m = job->m;
         Order *x = job->order;
 
-        /* the same request again after a timeout or a 429 (without memory for it: a new one) */
-        x->retry_request_id = mfree(x->retry_request_id);
-        if ((a->timed_out || a->throttled) && a->request_id)
-                x->retry_request_id = strdup(a->request_id);
         if (a->throttled) {
                 metrics_observe_poll(&m->metrics, POLL_RESULT_RATE_LIMITED, a->duration_usec);
                 if (m->options.mode != MANAGER_ONCE || ++x->throttled <= ONCE_MAX_THROTTLED) {
                         /* the poll starts over when the pause ends, under the same MS-RequestId */
+                        retry_as_same_request(x, a);
                         x->busy = false;
                         orders_enqueue(&m->orders, x, now_monotonic_usec());
                         free(job);
@@ -335,8 +336,8 @@ static void on_poll_done(PollAnswer *a, void *userdata) {
                 }
                 a->reason = "rate limited (HTTP 429) too often";
         }
-        if (!a->timed_out)
-                x->retry_request_id = mfree(x->retry_request_id);
+        if (a->timed_out)
+                retry_as_same_request(x, a);
         if (a->outcome == POLL_OUTCOME_FAILED) {
                 if (a->ms_cv)
                         log_warning("Poll of order '%s' (customer '%s') failed: %s (MS-CorrelationId %s, "

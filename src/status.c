@@ -154,7 +154,7 @@ static int status_init(Status *st, const Config *config) {
                         .order_id = config->orders[i].order_id,
                         .watched = true,
                         .source = config_order_is_own(config, &config->orders[i]) ? SOURCE_CONFIG
-                                                                                           : SOURCE_ORDERS_DIR,
+                                                                                  : SOURCE_ORDERS_DIR,
                 };
                 st->watched_index[i] = i;
         }

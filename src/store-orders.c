@@ -34,8 +34,6 @@ int order_row_copy(const OrderRow *src, OrderRow *dst) {
         return 0;
 }
 
-
-
 bool order_row_same_but_poll_times(const OrderRow *a, const OrderRow *b) {
         return a->not_found_since_usec == b->not_found_since_usec &&
                a->consecutive_failures == b->consecutive_failures && a->last_http_status == b->last_http_status &&

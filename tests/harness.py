@@ -295,14 +295,12 @@ class Daemon:
     def log_tail(self, n: int = 30) -> str:
         return "\n".join(self.log().splitlines()[-n:])
 
-    def wait_log(self, text: str, timeout: float, what: Optional[str] = None, since: int = 0) -> None:
-        """Waits until the daemon's log (from offset since) holds text; a timeout shows the log's end."""
-        deadline = time.monotonic() + timeout
-        while text not in self.log()[since:]:
-            if time.monotonic() > deadline:
-                raise Failure(f"timed out after {timeout}s waiting for {what or repr(text)} in the log; "
-                              f"log:\n{self.log_tail()}")
-            time.sleep(0.02)
+    def wait_log(self, text: str, timeout: float, what: Optional[str] = None) -> None:
+        """wait_until() the daemon's log holds text; a timeout shows the log's end."""
+        try:
+            wait_until(lambda: text in self.log(), timeout, f"{what or repr(text)} in the log")
+        except Failure as e:
+            raise Failure(f"{e}; log:\n{self.log_tail()}") from None
 
     def send(self, sig: int) -> None:
         self.proc.send_signal(sig)
