@@ -66,7 +66,7 @@ def advance_and_wait(sim: Sim, d: Daemon, order: str, what: str) -> dict:
     """One simulator step of the order and the event it makes (the next step needs a poll in between)."""
     n = len(d.all_events)
     advance(sim, order)
-    return d.wait_event(of_order(order, "provwatch.lineitem.changed"), 10, what, since=n)
+    return d.wait_event(of_order(order, "provwatch.lineitem.changed"), 30, what, since=n)
 
 
 def by_id(events) -> dict:
