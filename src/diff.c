@@ -3,7 +3,7 @@
 
 typedef struct EventList {
         Event **events;
-        size_t n;
+        size_t n, alloc;
 } EventList;
 
 static void event_list_done(EventList *l) {
@@ -11,28 +11,15 @@ static void event_list_done(EventList *l) {
 }
 
 static int event_list_push(EventList *l, Event *e) {
-        Event **a = realloc(l->events, (l->n + 1) * sizeof(Event *));
-        if (!a)
-                return -ENOMEM;
-        l->events = a;
-        l->events[l->n++] = e;
-        return 0;
-}
-
-static int line_item_dup(const LineItem *li, LineItem **ret) {
-        _cleanup_free_ LineItem *c = NULL;
-
-        if (!li) {
-                *ret = NULL;
-                return 0;
+        if (l->n == l->alloc) {
+                size_t alloc = l->alloc ? 2 * l->alloc : 4;
+                Event **a = realloc(l->events, alloc * sizeof(Event *));
+                if (!a)
+                        return -ENOMEM;
+                l->events = a;
+                l->alloc = alloc;
         }
-        c = malloc(sizeof(LineItem));
-        if (!c)
-                return -ENOMEM;
-        int r = line_item_copy(li, c);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(c);
+        l->events[l->n++] = e;
         return 0;
 }
 
@@ -44,12 +31,8 @@ static int push_line_item_event(EventList *l, EventType type, const LineItem *ol
 
         if (!e)
                 return -ENOMEM;
-        r = line_item_dup(old, &e->old);
-        if (r < 0)
-                return r;
-        r = line_item_dup(new, &e->new);
-        if (r < 0)
-                return r;
+        if ((old && !(e->old = line_item_dup(old))) || (new && !(e->new = line_item_dup(new))))
+                return -ENOMEM;
         r = event_list_push(l, e);
         if (r < 0)
                 return r;

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "json-writer.h"
 #include "names.h"
 #include "snapshot.h"
 
@@ -35,8 +36,8 @@ bool event_type_is_auth(EventType t);
 typedef struct Event {
         EventType type;
         char id[37]; /* UUID, set by event_assign_id() */
-        char *customer_id; /* NULL for auth.* */
-        char *order_id;    /* NULL for auth.* */
+        const char *customer_id; /* NULL for auth.*; inside the event's allocation */
+        const char *order_id;    /* NULL for auth.*; inside the event's allocation */
         uint64_t time_usec;          /* realtime, when the poll completed */
         uint64_t previous_poll_usec; /* realtime of the previous good poll, 0 = none (null) */
 
@@ -46,7 +47,8 @@ typedef struct Event {
          * of the line item on lineitem.* events; NULL when none are known. */
         OrderNames *names;
 
-        /* lineitem.*: the line item before and after (NULL for added's old, removed's new). */
+        /* lineitem.*: the line item before and after (NULL for added's old, removed's new), each one
+         * allocation made by line_item_dup(). */
         LineItem *old;
         LineItem *new;
 
@@ -93,6 +95,8 @@ int event_assign_id(Event *e);
 /* The CloudEvent of SPEC §4 as compact JSON, keys in the order shown there. NULL with errno
  * EINVAL when the event has no id yet (event_assign_id()) or lacks its line item, else ENOMEM. */
 char *event_to_json(const Event *e, const char *hostname);
+/* The same appended to w (no NUL): -EINVAL, or -ENOMEM once w failed. */
+int event_write_json(JsonWriter *w, const Event *e, const char *hostname);
 
 /* One-line MESSAGE, e.g. "Order O (customer C) line item 0: prefulfillmentpending → fulfilled
  * (fulfilled 3, prefulfillmentpending 2)". Control characters (from server-provided text) become

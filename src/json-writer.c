@@ -1,33 +1,28 @@
 /* SPDX-License-Identifier: MIT */
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "json-writer.h"
 #include "macro.h"
 
-static void writer_grow(JsonWriter *w, size_t n) {
-        if (w->failed || w->size + n + 1 <= w->alloc)
-                return;
-        size_t a = w->alloc ? w->alloc : 1024; /* an event is ~600 bytes: one allocation */
+bool json_writer_reserve(JsonWriter *w, size_t n) {
+        if (w->failed)
+                return false;
+        if (w->size + n + 1 <= w->alloc)
+                return true;
+        /* An event is ~600 bytes; 512 keeps the first block out of glibc's large bins, whose
+         * allocation consolidates the fast bins every time. */
+        size_t a = w->alloc ? w->alloc : 512;
         while (a < w->size + n + 1)
                 a *= 2;
         char *b = realloc(w->buf, a);
         if (!b) {
                 w->failed = true;
-                return;
+                return false;
         }
         w->buf = b;
         w->alloc = a;
-}
-
-void json_writer_raw(JsonWriter *w, const char *s, size_t n) {
-        writer_grow(w, n);
-        if (w->failed)
-                return;
-        memcpy(w->buf + w->size, s, n);
-        w->size += n;
+        return true;
 }
 
 #define raw_lit(w, lit) json_writer_raw((w), "" lit, sizeof(lit) - 1)
@@ -45,18 +40,22 @@ static bool word_needs_escape(uint64_t x) {
         return (((x - ones * 0x20) & ~x) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash)) & highs;
 }
 
-void json_writer_string(JsonWriter *w, const char *s) {
-        raw_lit(w, "\"");
-        const char *end = s + strlen(s);
+/* The first byte in [p, end) that needs escaping, or end. */
+static const char *plain_run(const char *p, const char *end) {
+        for (uint64_t x; end - p >= 8; p += 8) {
+                memcpy(&x, p, sizeof x);
+                if (word_needs_escape(x))
+                        break;
+        }
+        while (p < end && !needs_escape((unsigned char) *p))
+                p++;
+        return p;
+}
+
+void json_writer_escaped(JsonWriter *w, const char *s, size_t n) {
+        const char *end = s + n;
         for (const char *p = s; p < end;) {
-                const char *q = p;
-                for (uint64_t x; end - q >= 8; q += 8) {
-                        memcpy(&x, q, sizeof x);
-                        if (word_needs_escape(x))
-                                break;
-                }
-                while (q < end && !needs_escape((unsigned char) *q))
-                        q++;
+                const char *q = plain_run(p, end);
                 json_writer_raw(w, p, (size_t) (q - p));
                 p = q;
                 if (p == end)
@@ -90,7 +89,21 @@ void json_writer_string(JsonWriter *w, const char *s) {
                         json_writer_raw(w, esc, 6);
                 }
         }
-        raw_lit(w, "\"");
+}
+
+void json_writer_string(JsonWriter *w, const char *s) {
+        size_t n = strlen(s);
+        if (!json_writer_reserve(w, n + 2))
+                return;
+        w->buf[w->size++] = '"';
+        json_writer_escaped(w, s, n);
+        json_writer_char(w, '"');
+}
+
+void json_writer_key_string(JsonWriter *w, const char *key) {
+        json_writer_next(w);
+        json_writer_string(w, key);
+        json_writer_char(w, ':');
 }
 
 void json_writer_int(JsonWriter *w, int64_t v) {
@@ -105,55 +118,8 @@ void json_writer_int(JsonWriter *w, int64_t v) {
         json_writer_raw(w, p, (size_t) (b + sizeof b - p));
 }
 
-void json_writer_open(JsonWriter *w, char c) {
-        json_writer_raw(w, &c, 1);
-        w->comma = false;
-}
-
-void json_writer_close(JsonWriter *w, char c) {
-        json_writer_raw(w, &c, 1);
-        w->comma = true;
-}
-
-void json_writer_next(JsonWriter *w) {
-        if (w->comma)
-                raw_lit(w, ",");
-        w->comma = true;
-}
-
-void json_writer_key(JsonWriter *w, const char *key) {
-        json_writer_next(w);
-        json_writer_string(w, key);
-        raw_lit(w, ":");
-}
-
-void json_writer_null(JsonWriter *w) {
-        raw_lit(w, "null");
-}
-
-void json_writer_member_string(JsonWriter *w, const char *key, const char *s) {
-        json_writer_key(w, key);
-        if (s)
-                json_writer_string(w, s);
-        else
-                json_writer_null(w);
-}
-
-void json_writer_member_int(JsonWriter *w, const char *key, int64_t v) {
-        json_writer_key(w, key);
-        json_writer_int(w, v);
-}
-
-void json_writer_member_int_or_null(JsonWriter *w, const char *key, bool present, int64_t v) {
-        json_writer_key(w, key);
-        if (present)
-                json_writer_int(w, v);
-        else
-                json_writer_null(w);
-}
-
 char *json_writer_finish(JsonWriter *w) {
-        writer_grow(w, 0); /* room for the NUL */
+        json_writer_reserve(w, 0); /* room for the NUL */
         char *s = w->buf;
         if (w->failed)
                 s = mfree(s);

@@ -6,11 +6,19 @@
 #include "outbox.h"
 #include "webhook.h"
 
+typedef struct Block {
+        struct Block *next;
+        size_t used, size;
+        char data[];
+} Block;
+
+#define BLOCK_SIZE (64 * 1024 - 64)
+
 typedef struct Entry {
         OrderRow row;
         bool has_row;
         Event **events;
-        char **bodies;
+        const char **bodies; /* in the outbox's blocks */
         char **summaries; /* made only for events that go to a Teams or Slack webhook */
         size_t n_events;
         OutboxSaveFn save;
@@ -27,17 +35,48 @@ struct Outbox {
         bool print_events;
         bool journal;
         Entry *head, *tail;
+        /* The CloudEvents bodies of the entries, rendered into one writer and copied into blocks
+         * that live until the flush, when the entries go: no allocation per event. */
+        JsonWriter scratch;
+        Block *blocks; /* newest first */
         char **routes; /* scratch: names of the webhooks an event goes to */
         size_t routes_alloc;
 };
 
+/* n bytes of s kept until the flush */
+static const char *block_copy(Outbox *o, const char *s, size_t n) {
+        Block *b = o->blocks;
+        if (!b || b->size - b->used < n) {
+                size_t size = n > BLOCK_SIZE ? n : BLOCK_SIZE;
+                b = malloc(sizeof(Block) + size);
+                if (!b)
+                        return NULL;
+                *b = (Block) { .next = o->blocks, .size = size };
+                o->blocks = b;
+        }
+        char *p = memcpy(b->data + b->used, s, n);
+        b->used += n;
+        return p;
+}
+
+/* Frees a list of blocks; with spare, its newest block becomes o's (empty) when o has none. */
+static void blocks_free(Outbox *o, Block *b, bool spare) {
+        if (b && spare && !o->blocks) {
+                o->blocks = b;
+                b = b->next;
+                *o->blocks = (Block) { .size = o->blocks->size };
+        }
+        for (Block *next; b; b = next) {
+                next = b->next;
+                free(b);
+        }
+}
+
 static void entry_free(Entry *e) {
         order_row_done(&e->row);
         events_free(e->events, e->n_events);
-        for (size_t i = 0; e->bodies && i < e->n_events; i++) {
-                free(e->bodies[i]);
+        for (size_t i = 0; e->summaries && i < e->n_events; i++)
                 free(e->summaries[i]);
-        }
         free(e->bodies);
         free(e->summaries);
         free(e);
@@ -73,6 +112,8 @@ Outbox *outbox_free(Outbox *o) {
                 n = e->next;
                 entry_free(e);
         }
+        blocks_free(o, TAKE_PTR(o->blocks), false);
+        free(json_writer_finish(&o->scratch));
         free(o->routes);
         free(o->hostname);
         free(o);
@@ -97,10 +138,18 @@ int outbox_add(Outbox *o, OrderRow *row, Event **events, size_t n_events, Outbox
         for (size_t i = 0; i < n_events; i++) {
                 int r = event_assign_id(events[i]);
                 if (r >= 0) {
-                        e->bodies[i] = event_to_json(events[i], o->hostname);
-                        r = e->bodies[i] ? 0 : -ENOMEM;
+                        o->scratch.size = 0;
+                        o->scratch.comma = false;
+                        r = event_write_json(&o->scratch, events[i], o->hostname);
                 }
+                if (r >= 0) {
+                        json_writer_char(&o->scratch, 0);
+                        r = o->scratch.failed ? -ENOMEM : 0;
+                }
+                if (r >= 0 && !(e->bodies[i] = block_copy(o, o->scratch.buf, o->scratch.size)))
+                        r = -ENOMEM;
                 if (r < 0) {
+                        free(json_writer_finish(&o->scratch)); /* a failed writer starts again */
                         entry_free(e); /* e->events is still NULL: the caller keeps them */
                         return r;
                 }
@@ -185,6 +234,7 @@ int outbox_flush(Outbox *o) {
         if (!list)
                 return 0;
         o->head = o->tail = NULL;
+        Block *blocks = TAKE_PTR(o->blocks); /* the bodies of these entries (a callback may add more) */
 
         int r = store_begin(o->store);
         for (Entry *e = list; r >= 0 && e; e = e->next)
@@ -205,6 +255,7 @@ int outbox_flush(Outbox *o) {
                 n += e->n_events;
                 entry_free(e);
         }
+        blocks_free(o, blocks, true);
         /* one write for the batch rather than one per event: they were committed together */
         if (o->print_events && n > 0)
                 fflush(stdout);

@@ -70,6 +70,31 @@ int line_item_copy(const LineItem *src, LineItem *dst) {
         return 0;
 }
 
+LineItem *line_item_dup(const LineItem *li) {
+        size_t size = sizeof(LineItem) + li->n_quantities * sizeof(Quantity) + strlen(li->status) + 1;
+        for (size_t i = 0; i < li->n_quantities; i++)
+                size += strlen(li->quantities[i].status) + 1;
+        LineItem *c = malloc(size);
+        if (!c)
+                return NULL;
+        Quantity *q = (Quantity *) (c + 1);
+        char *p = (char *) (q + li->n_quantities);
+        *c = (LineItem) {
+                .number = li->number,
+                .has_order_line_item_id = li->has_order_line_item_id,
+                .order_line_item_id = li->order_line_item_id,
+                .status = p,
+                .quantities = li->n_quantities > 0 ? q : NULL,
+                .n_quantities = li->n_quantities,
+        };
+        p = stpcpy(p, li->status) + 1;
+        for (size_t i = 0; i < li->n_quantities; i++) {
+                q[i] = (Quantity) { .status = p, .quantity = li->quantities[i].quantity };
+                p = stpcpy(p, li->quantities[i].status) + 1;
+        }
+        return c;
+}
+
 bool line_item_equal(const LineItem *a, const LineItem *b) {
         if (strcasecmp(a->status, b->status) != 0)
                 return false;
@@ -330,8 +355,10 @@ char *snapshot_to_json(const Snapshot *s) {
                 json_writer_member_string(&w, "status", li->status);
                 json_writer_key(&w, "q");
                 json_writer_open(&w, '{');
-                for (size_t k = 0; k < li->n_quantities; k++)
-                        json_writer_member_int(&w, li->quantities[k].status, li->quantities[k].quantity);
+                for (size_t k = 0; k < li->n_quantities; k++) {
+                        json_writer_key_string(&w, li->quantities[k].status);
+                        json_writer_int(&w, li->quantities[k].quantity);
+                }
                 json_writer_close(&w, '}');
                 json_writer_close(&w, '}');
         }

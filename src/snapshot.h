@@ -41,6 +41,10 @@ typedef struct LineItemArray {
 } LineItemArray;
 void line_item_array_done(LineItemArray *a);
 int line_item_copy(const LineItem *src, LineItem *dst);
+/* A copy of li in one allocation, its status and quantities inside it: free() it, never
+ * line_item_done(). NULL on ENOMEM. Events hold their line items this way (one allocation instead
+ * of three or more for each of the 70,000 events of a first run over 20,000 orders). */
+LineItem *line_item_dup(const LineItem *li);
 bool line_item_equal(const LineItem *a, const LineItem *b); /* status and quantity map */
 
 /* Builds one line item (status lowercased, quantities given raw: lowercased, summed per status,

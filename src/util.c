@@ -26,13 +26,35 @@ uint64_t now_realtime_usec(void) {
         return timespec_usec(&ts);
 }
 
+/* Without gmtime_r() and strftime(), which take the time zone lock and parse a format for every
+ * event: the civil date of a day count is arithmetic ("civil_from_days", H. Hinnant, "chrono-
+ * Compatible Low-Level Date Algorithms"). Years past 9999 do not fit the format: empty string. */
 char *format_rfc3339(char *buf, size_t size, uint64_t realtime_usec) {
-        time_t t = (time_t) (realtime_usec / USEC_PER_SEC);
-        struct tm tm;
-        if (!gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        uint64_t secs = realtime_usec / USEC_PER_SEC;
+        uint64_t days = secs / 86400, sod = secs % 86400;
+        uint64_t z = days + 719468, era = z / 146097, doe = z - era * 146097;
+        uint64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        uint64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+        uint64_t d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+        uint64_t y = yoe + era * 400 + (m <= 2);
+        if (size < 21 || y > 9999) {
                 if (size > 0)
                         buf[0] = 0;
+                return buf;
         }
+        char *p = buf;
+        const struct {
+                uint64_t v;
+                char after;
+        } f[] = { { y / 100, 0 }, { y % 100, '-' }, { m, '-' }, { d, 'T' }, { sod / 3600, ':' }, { sod / 60 % 60, ':' },
+                  { sod % 60, 'Z' } };
+        for (size_t i = 0; i < ELEMENTSOF(f); i++) {
+                *p++ = (char) ('0' + f[i].v / 10);
+                *p++ = (char) ('0' + f[i].v % 10);
+                if (f[i].after)
+                        *p++ = f[i].after;
+        }
+        *p = 0;
         return buf;
 }
 

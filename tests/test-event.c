@@ -15,9 +15,11 @@
 
 static LineItem *item(int64_t number, bool has_olid, int64_t olid, const char *status, size_t n_q,
                       const char *const *qs, const int64_t *qn) {
-        LineItem *li = malloc(sizeof(LineItem));
+        LineItem tmp;
+        assert_int_equal(line_item_init(&tmp, number, has_olid, olid, status, qs, qn, n_q), 0);
+        LineItem *li = line_item_dup(&tmp);
         assert_non_null(li);
-        assert_int_equal(line_item_init(li, number, has_olid, olid, status, qs, qn, n_q), 0);
+        line_item_done(&tmp);
         return li;
 }
 

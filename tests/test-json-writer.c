@@ -84,7 +84,8 @@ static void test_structure(void **state) {
         json_writer_member_string(&w, "id", "x");
         json_writer_member_int(&w, "n", INT64_MIN + 1);
         json_writer_member_string(&w, "nothing", NULL);
-        json_writer_member_int(&w, "we\"ird\nkey", 7);
+        json_writer_key_string(&w, "we\"ird\nkey");
+        json_writer_int(&w, 7);
         json_writer_key(&w, "list");
         json_writer_open(&w, '[');
         json_writer_next(&w);

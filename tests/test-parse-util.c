@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -179,6 +180,31 @@ static void test_timespan_round_for_display(void **state) {
                             "5m 3s");
 }
 
+/* format_rfc3339() computes the civil date itself: it must agree with gmtime_r() and strftime()
+ * on every day from 1970 to 2400 (leap years, centuries, 2000 and 2100), at several times of
+ * day, and round-trip through parse_rfc3339(). */
+static void test_format_rfc3339(void **state) {
+        static const uint64_t times_of_day[] = { 0, 1, 59, 3599, 43210, 86399 };
+        for (uint64_t day = 0; day < 157000; day++)
+                for (size_t k = 0; k < sizeof times_of_day / sizeof times_of_day[0]; k++) {
+                        uint64_t secs = day * 86400 + times_of_day[k], usec = secs * 1000000 + day % 1000000;
+                        time_t t = (time_t) secs;
+                        struct tm tm;
+                        char want[64], got[64];
+                        assert_non_null(gmtime_r(&t, &tm));
+                        assert_true(strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0);
+                        assert_string_equal(format_rfc3339(got, sizeof got, usec), want);
+                        uint64_t back;
+                        assert_int_equal(parse_rfc3339(got, &back), 0);
+                        assert_int_equal(back, secs * 1000000);
+                }
+        char small[20];
+        assert_string_equal(format_rfc3339(small, sizeof small, 0), "");
+        char big[64];
+        assert_string_equal(format_rfc3339(big, sizeof big, UINT64_C(253402300800) * 1000000), ""); /* year 10000 */
+        assert_string_equal(format_rfc3339(big, sizeof big, UINT64_C(253402300799) * 1000000), "9999-12-31T23:59:59Z");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_timespan),
@@ -186,6 +212,7 @@ int main(void) {
                 cmocka_unit_test(test_parse_unsigned),
                 cmocka_unit_test(test_format_timespan),
                 cmocka_unit_test(test_timespan_round_for_display),
+                cmocka_unit_test(test_format_rfc3339),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
