@@ -80,12 +80,21 @@ static int apply_ok(OrderUpdate *u, const Snapshot *old, const PollReport *p, co
                                    row->last_success_usec, &ev, &n);
                 if (r < 0)
                         return r;
-                for (size_t i = 0; i < n; i++) {
+                for (size_t i = 0; i < n; i++)
                         changed = changed || ev[i]->type == EVENT_LINEITEM_ADDED ||
                                   ev[i]->type == EVENT_LINEITEM_CHANGED || ev[i]->type == EVENT_LINEITEM_REMOVED;
+                if (u->n_events == 0) { /* the usual case: the diff's list becomes the update's */
+                        free(u->events);
+                        u->events = ev;
+                        u->n_events = n;
+                        ev = NULL;
+                        n = 0;
+                }
+                for (size_t i = 0; i < n; i++) {
                         r = add_event(u, ev[i]);
-                        if (r < 0) {
-                                events_free(ev + i + 1, n - i - 1);
+                        if (r < 0) { /* add_event() freed ev[i]; events_free() would free(ev + i + 1) */
+                                while (++i < n)
+                                        event_free(ev[i]);
                                 free(ev);
                                 return r;
                         }
