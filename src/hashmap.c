@@ -16,10 +16,40 @@ typedef struct Slot {
 
 struct Hashmap {
         const HashOps *ops;
-        Slot *slots;
+        union {
+                Slot *slots;   /* key and value */
+                void **values; /* ops->key_in_value: the value, which holds its key; NULL: free */
+        };
         size_t n_slots; /* 0 or a power of two */
         size_t n;
 };
+
+/* The slots through these, whichever their shape. */
+static size_t slot_size(const HashOps *ops) {
+        return ops->key_in_value ? sizeof(void *) : sizeof(Slot);
+}
+
+static void *slot_value(const Hashmap *h, size_t i) {
+        return h->ops->key_in_value ? h->values[i] : h->slots[i].value;
+}
+
+/* NULL: the slot is free */
+static const void *slot_key(const Hashmap *h, size_t i) {
+        if (!h->ops->key_in_value)
+                return h->slots[i].key;
+        return h->values[i] ? (const char *) h->values[i] + h->ops->key_offset : NULL;
+}
+
+static void slot_set(Hashmap *h, size_t i, const void *key, void *value) {
+        if (h->ops->key_in_value)
+                h->values[i] = value;
+        else
+                h->slots[i] = (Slot) { .key = key, .value = value };
+}
+
+static void slot_move(Hashmap *h, size_t to, size_t from) {
+        slot_set(h, to, slot_key(h, from), slot_value(h, from));
+}
 
 uint64_t hash_bytes(const void *p, size_t n, uint64_t h) {
         const unsigned char *b = p;
@@ -89,23 +119,22 @@ Hashmap *hashmap_free(Hashmap *h) {
 }
 
 static int resize(Hashmap *h, size_t n_slots) {
-        Slot *old = h->slots;
-        size_t n_old = h->n_slots;
-
-        Slot *slots = calloc(n_slots, sizeof *slots);
+        Hashmap old = *h;
+        void *slots = calloc(n_slots, slot_size(h->ops));
         if (!slots)
                 return -ENOMEM;
         h->slots = slots;
         h->n_slots = n_slots;
-        for (size_t i = 0; i < n_old; i++) {
-                if (!old[i].key)
+        for (size_t i = 0; i < old.n_slots; i++) {
+                const void *key = slot_key(&old, i);
+                if (!key)
                         continue;
-                size_t j = home_slot(h, old[i].key);
-                while (slots[j].key)
+                size_t j = home_slot(h, key);
+                while (slot_key(h, j))
                         j = (j + 1) & (n_slots - 1);
-                slots[j] = old[i];
+                slot_set(h, j, key, slot_value(&old, i));
         }
-        free(old);
+        free(old.slots);
         return 0;
 }
 
@@ -113,7 +142,7 @@ int hashmap_reserve(Hashmap *h, size_t n) {
         size_t n_slots = h->n_slots ? h->n_slots : SLOTS_MIN;
 
         while (!fits(n, n_slots)) {
-                if (n_slots > SIZE_MAX / 2 / sizeof(Slot))
+                if (n_slots > SIZE_MAX / 2 / slot_size(h->ops))
                         return -ENOMEM;
                 n_slots *= 2;
         }
@@ -123,22 +152,22 @@ int hashmap_reserve(Hashmap *h, size_t n) {
 /* The slot holding key, or the free slot where the search ended. */
 static size_t find(const Hashmap *h, const void *key) {
         size_t i = home_slot(h, key);
-        while (h->slots[i].key && !h->ops->equal(h->slots[i].key, key))
+        for (const void *k; (k = slot_key(h, i)) && !h->ops->equal(k, key);)
                 i = (i + 1) & (h->n_slots - 1);
         return i;
 }
 
 int hashmap_put(Hashmap *h, const void *key, void *value) {
-        if (!key)
+        if (!key || (h->ops->key_in_value && (!value || (const char *) value + h->ops->key_offset != key)))
                 return -EINVAL;
         /* (a repeated key may grow the table for nothing, once) */
         int r = hashmap_reserve(h, h->n + 1);
         if (r < 0)
                 return r;
         size_t i = find(h, key);
-        if (h->slots[i].key)
+        if (slot_key(h, i))
                 return -EEXIST;
-        h->slots[i] = (Slot) { .key = key, .value = value };
+        slot_set(h, i, key, value);
         h->n++;
         return 0;
 }
@@ -146,7 +175,7 @@ int hashmap_put(Hashmap *h, const void *key, void *value) {
 void *hashmap_get(const Hashmap *h, const void *key) {
         if (!h || h->n == 0 || !key)
                 return NULL;
-        return h->slots[find(h, key)].value;
+        return slot_value(h, find(h, key));
 }
 
 /* Whether slot k lies in the cyclic range (i, j]. */
@@ -158,18 +187,18 @@ void *hashmap_remove(Hashmap *h, const void *key) {
         if (!h || h->n == 0 || !key)
                 return NULL;
         size_t i = find(h, key);
-        if (!h->slots[i].key)
+        if (!slot_key(h, i))
                 return NULL;
-        void *value = h->slots[i].value;
+        void *value = slot_value(h, i);
 
         /* Close the gap: an entry further along the run moves back into it unless its home slot
          * lies after the gap (then the gap does not separate it from its home). */
-        for (size_t j = (i + 1) & (h->n_slots - 1); h->slots[j].key; j = (j + 1) & (h->n_slots - 1))
-                if (!cyclic_between(i, home_slot(h, h->slots[j].key), j)) {
-                        h->slots[i] = h->slots[j];
+        for (size_t j = (i + 1) & (h->n_slots - 1); slot_key(h, j); j = (j + 1) & (h->n_slots - 1))
+                if (!cyclic_between(i, home_slot(h, slot_key(h, j)), j)) {
+                        slot_move(h, i, j);
                         i = j;
                 }
-        h->slots[i] = (Slot) {};
+        slot_set(h, i, NULL, NULL);
         h->n--;
         return value;
 }
@@ -180,12 +209,12 @@ size_t hashmap_size(const Hashmap *h) {
 
 bool hashmap_iterate(const Hashmap *h, size_t *state, void **ret_value, const void **ret_key) {
         for (size_t i = *state; h && i < h->n_slots; i++)
-                if (h->slots[i].key) {
+                if (slot_key(h, i)) {
                         *state = i + 1;
                         if (ret_value)
-                                *ret_value = h->slots[i].value;
+                                *ret_value = slot_value(h, i);
                         if (ret_key)
-                                *ret_key = h->slots[i].key;
+                                *ret_key = slot_key(h, i);
                         return true;
                 }
         *state = SIZE_MAX;

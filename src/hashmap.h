@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 /* A small hash map: open addressing with linear probing and backward-shift deletion, so there are
- * no tombstones and a slot is just the key and value pointers. The load factor stays at most 0.7;
+ * no tombstones and a slot is just the key and value pointers (or the value alone, see HashOps). The load factor stays at most 0.7;
  * the table doubles when needed and never shrinks. Keys are caller pointers compared through the
  * HashOps: the map never copies or frees a key or a value, and a key must stay valid and unchanged
  * while it is in the map. Composite keys (a struct of several strings) work through their own
@@ -15,6 +15,12 @@
 typedef struct HashOps {
         uint64_t (*hash)(const void *key);
         bool (*equal)(const void *a, const void *b);
+        /* Set when every value holds its own key, at key_offset (a struct with its key inside, like
+         * the order table's Orders): a slot is then one pointer, the value, and the key is found
+         * from it (the order table at 20,000 orders: 256 KiB instead of 512). hashmap_put()'s key
+         * must then be the value's. */
+        bool key_in_value;
+        size_t key_offset;
 } HashOps;
 
 extern const HashOps string_hash_ops;      /* NUL-terminated strings */

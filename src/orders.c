@@ -18,7 +18,13 @@ static bool order_key_equal(const void *a, const void *b) {
         return streq(x->customer_id, y->customer_id) && streq(x->order_id, y->order_id);
 }
 
-static const HashOps order_key_ops = { .hash = order_key_hash, .equal = order_key_equal };
+/* An Order holds its key (its row): one pointer a slot. */
+static const HashOps order_key_ops = {
+        .hash = order_key_hash,
+        .equal = order_key_equal,
+        .key_in_value = true,
+        .key_offset = offsetof(Order, row),
+};
 
 /* Orders are never freed one by one, so they come from blocks: no allocator header and no rounding
  * for each (16 of its 184 bytes), and a block's untouched part costs no memory. */

@@ -27,6 +27,9 @@ static bool int_equal(const void *a, const void *b) {
 }
 
 static const HashOps int_hash_ops = { .hash = int_hash, .equal = int_equal };
+/* The same map with one pointer a slot: each value is its own key (key_offset 0). */
+static const HashOps int_set_ops = { .hash = int_hash, .equal = int_equal, .key_in_value = true };
+static bool set_mode; /* the tests below run with int_set_ops */
 
 static uint64_t constant_hash(const void *key) {
         return 42;
@@ -44,7 +47,11 @@ static int setup_keys(void **state) {
 }
 
 static void *value_of(unsigned i) {
-        return (void *) (uintptr_t) (i + 1);
+        return set_mode ? (void *) &keys[i] : (void *) (uintptr_t) (i + 1);
+}
+
+static const HashOps *ops(void) {
+        return set_mode ? &int_set_ops : &int_hash_ops;
 }
 
 static void test_fnv(void **state) {
@@ -193,7 +200,7 @@ static void check_against(const Hashmap *h, const bool *present) {
 
 /* Random puts and removes, checked against a plain array after every batch. */
 static void random_round(unsigned modulus, unsigned span, unsigned seed) {
-        _cleanup_(hashmap_freep) Hashmap *h = hashmap_new(&int_hash_ops);
+        _cleanup_(hashmap_freep) Hashmap *h = hashmap_new(ops());
         bool present[N_KEYS] = {};
         assert_non_null(h);
         hash_modulus = modulus;
@@ -234,7 +241,7 @@ static void test_random_against_reference(void **state) {
 }
 
 static void test_iteration(void **state) {
-        _cleanup_(hashmap_freep) Hashmap *h = hashmap_new(&int_hash_ops);
+        _cleanup_(hashmap_freep) Hashmap *h = hashmap_new(ops());
         size_t it = 0;
         assert_false(hashmap_iterate(h, &it, NULL, NULL));
         it = 0;
@@ -263,24 +270,46 @@ static void test_growth(void **state) {
         assert_int_equal(hashmap_reserve(h, ELEMENTSOF(many)), 0);
         for (unsigned i = 0; i < ELEMENTSOF(many); i++) {
                 many[i] = i * 7919u;
-                assert_int_equal(hashmap_put(h, &many[i], value_of(i)), 0);
+                assert_int_equal(hashmap_put(h, &many[i], (void *) (uintptr_t) (i + 1)), 0);
         }
         assert_int_equal(hashmap_size(h), ELEMENTSOF(many));
         for (unsigned i = 0; i < ELEMENTSOF(many); i++) {
                 unsigned probe = i * 7919u;
-                assert_ptr_equal(hashmap_get(h, &probe), value_of(i));
+                assert_ptr_equal(hashmap_get(h, &probe), (void *) (uintptr_t) (i + 1));
         }
         /* a smaller reservation keeps what is there */
         assert_int_equal(hashmap_reserve(h, 10), 0);
         assert_int_equal(hashmap_size(h), ELEMENTSOF(many));
 
         /* growing from empty one by one */
-        _cleanup_(hashmap_freep) Hashmap *g = hashmap_new(&int_hash_ops);
+        _cleanup_(hashmap_freep) Hashmap *g = hashmap_new(ops());
         for (unsigned i = 0; i < N_KEYS; i++) {
                 assert_int_equal(hashmap_put(g, &keys[i], value_of(i)), 0);
                 assert_ptr_equal(hashmap_get(g, &probes[i / 2]), value_of(i / 2));
         }
         assert_int_equal(hashmap_size(g), N_KEYS);
+}
+
+/* One pointer a slot: the same tests, and a key that is not the value's is refused. */
+static int setup_set_mode(void **state) {
+        set_mode = true;
+        return setup_keys(state);
+}
+
+static int teardown_set_mode(void **state) {
+        set_mode = false;
+        return 0;
+}
+
+static void test_set_mode_key_must_be_values(void **state) {
+        _cleanup_(hashmap_freep) Hashmap *h = hashmap_new(&int_set_ops);
+        assert_int_equal(hashmap_put(h, &probes[1], &keys[1]), -EINVAL);
+        assert_int_equal(hashmap_put(h, &keys[1], NULL), -EINVAL);
+        assert_int_equal(hashmap_put(h, &keys[1], &keys[1]), 0);
+        assert_int_equal(hashmap_put(h, &keys[1], &keys[1]), -EEXIST);
+        assert_ptr_equal(hashmap_get(h, &probes[1]), &keys[1]);
+        assert_ptr_equal(hashmap_remove(h, &probes[1]), &keys[1]);
+        assert_int_equal(hashmap_size(h), 0);
 }
 
 int main(void) {
@@ -293,6 +322,10 @@ int main(void) {
                 cmocka_unit_test_setup(test_random_against_reference, setup_keys),
                 cmocka_unit_test_setup(test_iteration, setup_keys),
                 cmocka_unit_test_setup(test_growth, setup_keys),
+                cmocka_unit_test_setup_teardown(test_random_against_reference, setup_set_mode, teardown_set_mode),
+                cmocka_unit_test_setup_teardown(test_iteration, setup_set_mode, teardown_set_mode),
+                cmocka_unit_test_setup_teardown(test_growth, setup_set_mode, teardown_set_mode),
+                cmocka_unit_test_setup_teardown(test_set_mode_key_must_be_values, setup_set_mode, teardown_set_mode),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
