@@ -47,8 +47,8 @@ static Config *load_config(const char *path, ConfigFlags flags) {
 }
 
 static int run_manager(const char *path, ManagerMode mode, bool print_events) {
-        /* Events are printed a committed batch at a time and flushed after it (outbox.c): one
-         * write for ~40 kB of events instead of stdio's default 4 KiB at a time for a pipe or file. */
+        /* Events are printed a committed batch at a time and flushed after it (outbox.c): 32 KiB
+         * a write instead of stdio's default 4 KiB for a pipe or file. */
         static char stdout_buffer[32 * 1024];
         if (print_events)
                 (void) setvbuf(stdout, stdout_buffer, _IOFBF, sizeof stdout_buffer);
