@@ -169,9 +169,7 @@ static void on_committed(int r, OrderRow *row, void *userdata) {
                 order_names_free(row->names);
                 row->names = TAKE_PTR(x->row.names);
                 row->discovered_usec = x->row.discovered_usec;
-                order_row_done(&x->row);
-                x->row = *row;
-                *row = (OrderRow) {};
+                order_take_row(x, row);
                 if (x->times_dirty) { /* the row written holds the newest times */
                         x->times_dirty = false;
                         m->n_times_dirty--;

@@ -129,6 +129,17 @@ int orders_load_row(Orders *t, const OrderRow *row) {
         return row->names ? order_names_copy(row->names, &x->row.names) : 0;
 }
 
+void order_take_row(Order *x, OrderRow *row) {
+        char *customer_id = TAKE_PTR(x->row.customer_id), *order_id = TAKE_PTR(x->row.order_id);
+        order_row_done(&x->row);
+        free(row->customer_id);
+        free(row->order_id);
+        x->row = *row;
+        *row = (OrderRow) {};
+        x->row.customer_id = customer_id;
+        x->row.order_id = order_id;
+}
+
 void orders_dequeue(Orders *t, Order *x) {
         if (x->queue != ORDER_QUEUE_NONE)
                 heap_remove(&t->queues[x->queue], &x->hi);

@@ -70,6 +70,10 @@ Order *orders_find(const Orders *t, const char *customer_id, const char *order_i
 Order *orders_ensure(Orders *t, const char *customer_id, const char *order_id);
 /* The same, taking *customer_id and *order_id (set to NULL) when the order is new. */
 Order *orders_ensure_take(Orders *t, char **customer_id, char **order_id);
+/* x's row becomes *row (emptied), but for the ids, which stay x's: the table's ids are allocated
+ * once, densely, when the order is created (a first run would otherwise replace every one with the
+ * poll's copy and leave holes in the heap where the old ones were: +1.1 MB at 20,000 orders). */
+void order_take_row(Order *x, OrderRow *row);
 /* Adds an order from its stored row (a copy is made, except of the snapshot: see Order.row). */
 int orders_load_row(Orders *t, const OrderRow *row);
 
