@@ -150,18 +150,29 @@ static void sift_up(Heap *h, size_t i) {
         }
 }
 
+/* The item at i moves down through a hole: each level moves one child up and compares against the
+ * item's due kept here, instead of swapping (a first `once` pops 20,000 orders with due times
+ * that differ, each through 15 levels of Orders spread over the heap's memory). */
 static void sift_down(Heap *h, size_t i) {
+        HeapItem *it = h->items[i];
+        uint64_t due = it->due;
         for (;;) {
-                size_t l = 2 * i + 1, r = l + 1, m = i;
-                if (l < h->n && h->items[l]->due < h->items[m]->due)
-                        m = l;
-                if (r < h->n && h->items[r]->due < h->items[m]->due)
+                size_t l = 2 * i + 1, r = l + 1, m = l;
+                if (l >= h->n)
+                        break;
+                uint64_t m_due = h->items[l]->due;
+                if (r < h->n && h->items[r]->due < m_due) {
                         m = r;
-                if (m == i)
-                        return;
-                heap_swap(h, i, m);
+                        m_due = h->items[r]->due;
+                }
+                if (m_due >= due)
+                        break;
+                h->items[i] = h->items[m];
+                h->items[i]->heap_pos = i;
                 i = m;
         }
+        h->items[i] = it;
+        it->heap_pos = i;
 }
 
 void heap_done(Heap *h) {

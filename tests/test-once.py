@@ -227,7 +227,37 @@ def test_exit_codes():
         env.cleanup()
 
 
+def test_new_orders_polled_in_key_order():
+    """Orders never polled go out in the order of their ids (customer, then order), whatever the
+    configuration's order: their rows then enter the store's index one after the other (bench/README.md,
+    "Where the time goes"). One at a time, so that the simulator sees them in the order they were sent.
+    In a second round with one order added, the new one is polled first, the others after it."""
+    customers = ["c-b", "c-a", "c-c"]
+    orders = [(c, f"o-{(i * 7) % 8}") for i in range(8) for c in customers]
+    scenario = {"orders": [{"customer": c, "order": o, "line_items": [
+        {"number": 0, "status": "fulfilled", "quantities": {"fulfilled": 1}}]} for c, o in orders + [("c-a", "o-new")]]}
+    env = Env("once-order")
+    sim = Sim(env.dir, scenario=scenario)
+    try:
+        check(orders != sorted(orders), "the configuration lists them out of order")
+        rc, ev, err = run_once(env.config(sim, orders, poll={"concurrency": "1"}))
+        check(rc == 0, f"exit {rc}: {err}")
+        polled = [(r["customer"], r["order"]) for r in sim.requests() if r["op"] == "provisioningstatus"]
+        check(polled == sorted(orders), f"first polls in key order: {polled}")
+        check(len(ev) == 2 * len(orders), f"{len(ev)} events")
+
+        n_before = len(sim.requests())
+        rc, ev, err = run_once(env.config(sim, orders + [("c-a", "o-new")], poll={"concurrency": "1"}))
+        check(rc == 0, f"exit {rc}: {err}")
+        polled = [(r["customer"], r["order"]) for r in sim.requests()[n_before:] if r["op"] == "provisioningstatus"]
+        check(polled[0] == ("c-a", "o-new") and sorted(polled[1:]) == sorted(orders),
+              f"second round: the new order first, then the others once each: {polled}")
+    finally:
+        sim.stop()
+        env.cleanup()
+
+
 if __name__ == "__main__":
     main([test_rounds_emit_exact_events, test_faults_fail_the_poll_and_keep_the_snapshot,
           test_fetch_failed_is_edge_triggered, test_wire_variants_are_equivalent, test_not_found_grace,
-          test_exit_codes])
+          test_exit_codes, test_new_orders_polled_in_key_order])
