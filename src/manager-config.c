@@ -71,7 +71,7 @@ int manager_adopt_config_orders(Manager *m) {
                 OrderRef *o = &c->orders[i];
                 bool own = config_order_is_own(c, o);
                 Order *x = own ? orders_ensure(&m->orders, o->customer_id, o->order_id)
-                               : orders_ensure_take(&m->orders, &o->customer_id, &o->order_id);
+                               : orders_ensure_take(&m->orders, o);
                 if (!x)
                         return log_oom();
                 x->configured = true;

@@ -30,8 +30,7 @@ OrderFile *order_file_unref(OrderFile *s) {
 }
 
 static void order_ref_done(OrderRef *o) {
-        free(o->customer_id);
-        free(o->order_id);
+        free(o->customer_id); /* and the order id inside it */
         order_file_unref(o->file);
 }
 
@@ -68,14 +67,14 @@ static int order_list_add(OrderList *l, const char *customer, size_t customer_le
         }
         if (!GREEDY_REALLOC(l->items, l->allocated, l->n + 1))
                 return -ENOMEM;
-        OrderRef o = {
-                .customer_id = strndup(customer, customer_len),
-                .order_id = strndup(order, order_len),
-        };
-        if (!o.customer_id || !o.order_id) {
-                order_ref_done(&o);
+        char *ids = malloc(customer_len + 1 + order_len + 1);
+        if (!ids)
                 return -ENOMEM;
-        }
+        OrderRef o = { .customer_id = ids, .order_id = ids + customer_len + 1 };
+        memcpy(o.customer_id, customer, customer_len);
+        o.customer_id[customer_len] = 0;
+        memcpy(o.order_id, order, order_len);
+        o.order_id[order_len] = 0;
         o.file = l->file;
         o.file->n_ref++;
         o.line = line;

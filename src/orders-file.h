@@ -23,6 +23,9 @@ typedef struct OrderFile {
 OrderFile *order_file_unref(OrderFile *s); /* NULL */
 
 typedef struct OrderRef {
+        /* Both ids in one allocation: customer_id is it, order_id lies inside it (after the
+         * customer id's NUL). An order table of 20,000 holds them as they are (orders_ensure_take()):
+         * one allocator header instead of two, 16 bytes an order. */
         char *customer_id;
         char *order_id;
         OrderFile *file; /* a reference; with line, where it was read: "provwatch.conf:12" */

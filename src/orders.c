@@ -58,6 +58,8 @@ void orders_done(Orders *t) {
         for (size_t i = 0; i < ELEMENTSOF(t->queues); i++)
                 heap_done(&t->queues[i]);
         for (size_t i = 0; i < t->n; i++) {
+                if (t->all[i]->ids_joined)
+                        t->all[i]->row.order_id = NULL; /* freed with the customer id */
                 order_row_done(&t->all[i]->row);
                 free(t->all[i]->retry_request_id);
         }
@@ -77,7 +79,7 @@ Order *orders_find(const Orders *t, const char *c, const char *o) {
 }
 
 /* *c and *o become the new order's (set to NULL) when it is created; they stay the caller's otherwise. */
-Order *orders_ensure_take(Orders *t, char **c, char **o) {
+static Order *ensure_take(Orders *t, char **c, char **o, bool joined) {
         Order *x = orders_find(t, *c, *o);
         if (x)
                 return x;
@@ -95,10 +97,15 @@ Order *orders_ensure_take(Orders *t, char **c, char **o) {
                 return NULL;
         }
         *c = *o = NULL;
+        x->ids_joined = joined;
         x->hi.heap_pos = SIZE_MAX;
         x->queue = ORDER_QUEUE_NONE;
         t->all[t->n++] = x;
         return x;
+}
+
+Order *orders_ensure_take(Orders *t, OrderRef *ref) {
+        return ensure_take(t, &ref->customer_id, &ref->order_id, true);
 }
 
 Order *orders_ensure(Orders *t, const char *c, const char *o) {
@@ -108,7 +115,7 @@ Order *orders_ensure(Orders *t, const char *c, const char *o) {
         _cleanup_free_ char *cc = strdup(c), *oc = strdup(o);
         if (!cc || !oc)
                 return NULL;
-        return orders_ensure_take(t, &cc, &oc);
+        return ensure_take(t, &cc, &oc, false);
 }
 
 int orders_load_row(Orders *t, const OrderRow *row) {

@@ -48,6 +48,7 @@ typedef struct Order {
         /* The poll times in row are newer than the store's: written in bulk (only they changed). */
         bool times_dirty;
         bool once_done;
+        bool ids_joined; /* row.order_id lies in row.customer_id's allocation (an OrderRef's ids) */
 } Order; /* one per order (168 bytes): what few orders need is out of line */
 
 typedef struct OrderBlock OrderBlock;
@@ -68,8 +69,8 @@ void orders_done(Orders *t);
 Order *orders_find(const Orders *t, const char *customer_id, const char *order_id);
 /* The order, created unwatched and in no queue when it is new. NULL on ENOMEM. */
 Order *orders_ensure(Orders *t, const char *customer_id, const char *order_id);
-/* The same, taking *customer_id and *order_id (set to NULL) when the order is new. */
-Order *orders_ensure_take(Orders *t, char **customer_id, char **order_id);
+/* The same, taking the ids of *ref (set to NULL) when the order is new: one allocation, see OrderRef. */
+Order *orders_ensure_take(Orders *t, OrderRef *ref);
 /* x's row becomes *row (emptied), but for the ids, which stay x's: the table's ids are allocated
  * once, densely, when the order is created (a first run would otherwise replace every one with the
  * poll's copy and leave holes in the heap where the old ones were: +1.1 MB at 20,000 orders). */
