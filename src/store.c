@@ -510,14 +510,19 @@ static int store_setup_read_write(Store *s) {
          * once per page however many commits changed it; every 1,000 frames (SQLite's default) a
          * `once` over 20,000 orders checkpointed 20 times, copying most pages each time (11,000
          * pwrite() and pread() and 54 fdatasync() of its 21,000 frames); every 10,000 frames
-         * (up to 40 MB of WAL, truncated back to journal_size_limit) it checkpoints twice. */
+         * (up to 40 MB of WAL, truncated back to journal_size_limit) it checkpoints twice.
+         * cache_size: 256 KiB. The order table is read in storage order at start-up, poll times are
+         * written sorted by rowid and new rows enter the index in key order, so a larger cache
+         * saves no page read: at 20,000 orders 256 KiB and 512 KiB read and write the same pages
+         * (4,946 pread()s in a steady `once`, 2,125 in a first), 2 MiB saved 26,000 reads before
+         * that order was kept; the cache is resident memory. */
         rc = sqlite3_exec(s->db,
                           "PRAGMA synchronous = NORMAL;"
                           "PRAGMA foreign_keys = ON;"
                           "PRAGMA secure_delete = FAST;"
                           "PRAGMA journal_size_limit = 67108864;"
                           "PRAGMA wal_autocheckpoint = 10000;"
-                          "PRAGMA cache_size = -512;",
+                          "PRAGMA cache_size = -256;",
                           NULL, NULL, NULL);
         if (rc != SQLITE_OK)
                 return store_fail(s, rc);
