@@ -345,11 +345,20 @@ static int write_subject(JsonWriter *w, const Event *e) {
         return 0;
 }
 
+int event_validate(const Event *e) {
+        if (!event_type_is_valid(e->type) || isempty(e->id))
+                return -EINVAL;
+        if (event_type_is_lineitem(e->type) && !event_line_item(e))
+                return -EINVAL;
+        return 0;
+}
+
 int event_write_json(JsonWriter *w, const Event *e, const char *hostname) {
         char time[64];
 
-        if (!event_type_is_valid(e->type) || isempty(e->id))
-                return -EINVAL;
+        int r = event_validate(e);
+        if (r < 0)
+                return r;
         if (isempty(hostname))
                 hostname = "localhost";
 
@@ -362,7 +371,7 @@ int event_write_json(JsonWriter *w, const Event *e, const char *hostname) {
         json_writer_char(w, '"');
         json_writer_member_string(w, "type", event_table[e->type].type);
         json_writer_key(w, "subject");
-        int r = write_subject(w, e);
+        r = write_subject(w, e);
         if (r < 0)
                 return r;
         json_writer_member_string(w, "time", format_rfc3339(time, sizeof time, e->time_usec));

@@ -95,6 +95,8 @@ int event_assign_id(Event *e);
 /* The CloudEvent of SPEC §4 as compact JSON, keys in the order shown there. NULL with errno
  * EINVAL when the event has no id yet (event_assign_id()) or lacks its line item, else ENOMEM. */
 char *event_to_json(const Event *e, const char *hostname);
+/* -EINVAL when event_to_json() would refuse e (no id yet, a lineitem.* event without its line item). */
+int event_validate(const Event *e);
 /* The same appended to w (no NUL): -EINVAL, or -ENOMEM once w failed. */
 int event_write_json(JsonWriter *w, const Event *e, const char *hostname);
 

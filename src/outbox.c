@@ -6,19 +6,10 @@
 #include "outbox.h"
 #include "webhook.h"
 
-typedef struct Block {
-        struct Block *next;
-        size_t used, size;
-        char data[];
-} Block;
-
-#define BLOCK_SIZE (64 * 1024 - 64)
-
 typedef struct Entry {
         OrderRow row;
         bool has_row;
         Event **events;
-        const char **bodies; /* in the outbox's blocks */
         char **summaries; /* made only for events that go to a Teams or Slack webhook */
         size_t n_events;
         OutboxSaveFn save;
@@ -35,41 +26,26 @@ struct Outbox {
         bool print_events;
         bool journal;
         Entry *head, *tail;
-        /* The CloudEvents bodies of the entries, rendered into one writer and copied into blocks
-         * that live until the flush, when the entries go: no allocation per event. */
+        /* An event's CloudEvents body is rendered where it is used, into this one buffer: into the
+         * store for the webhooks that want it (inside the transaction), and printed after the
+         * commit. Nothing is rendered for an event nobody takes, and no body is held. */
         JsonWriter scratch;
-        Block *blocks; /* newest first */
         char **routes; /* scratch: names of the webhooks an event goes to */
         size_t routes_alloc;
 };
 
-/* n bytes of s kept until the flush */
-static const char *block_copy(Outbox *o, const char *s, size_t n) {
-        Block *b = o->blocks;
-        if (!b || b->size - b->used < n) {
-                size_t size = n > BLOCK_SIZE ? n : BLOCK_SIZE;
-                b = malloc(sizeof(Block) + size);
-                if (!b)
-                        return NULL;
-                *b = (Block) { .next = o->blocks, .size = size };
-                o->blocks = b;
+/* The body of e in o->scratch, NUL-terminated (the writer keeps its buffer from one event to the
+ * next); NULL on ENOMEM, after which the writer starts again. */
+static const char *render(Outbox *o, const Event *e) {
+        o->scratch.size = 0;
+        o->scratch.comma = false;
+        int r = event_write_json(&o->scratch, e, o->hostname);
+        json_writer_char(&o->scratch, 0);
+        if (r < 0 || o->scratch.failed) {
+                free(json_writer_finish(&o->scratch));
+                return NULL;
         }
-        char *p = memcpy(b->data + b->used, s, n);
-        b->used += n;
-        return p;
-}
-
-/* Frees a list of blocks; with spare, its newest block becomes o's (empty) when o has none. */
-static void blocks_free(Outbox *o, Block *b, bool spare) {
-        if (b && spare && !o->blocks) {
-                o->blocks = b;
-                b = b->next;
-                *o->blocks = (Block) { .size = o->blocks->size };
-        }
-        for (Block *next; b; b = next) {
-                next = b->next;
-                free(b);
-        }
+        return o->scratch.buf;
 }
 
 static void entry_free(Entry *e) {
@@ -77,7 +53,6 @@ static void entry_free(Entry *e) {
         events_free(e->events, e->n_events);
         for (size_t i = 0; e->summaries && i < e->n_events; i++)
                 free(e->summaries[i]);
-        free(e->bodies);
         free(e->summaries);
         free(e);
 }
@@ -112,7 +87,6 @@ Outbox *outbox_free(Outbox *o) {
                 n = e->next;
                 entry_free(e);
         }
-        blocks_free(o, TAKE_PTR(o->blocks), false);
         free(json_writer_finish(&o->scratch));
         free(o->routes);
         free(o->hostname);
@@ -129,27 +103,17 @@ int outbox_add(Outbox *o, OrderRow *row, Event **events, size_t n_events, Outbox
         Entry *e = calloc(1, sizeof *e);
         if (!e)
                 return -ENOMEM;
-        e->bodies = calloc(n_events ? n_events : 1, sizeof *e->bodies);
         e->summaries = calloc(n_events ? n_events : 1, sizeof *e->summaries);
-        if (!e->bodies || !e->summaries) {
+        if (!e->summaries) {
                 entry_free(e);
                 return -ENOMEM;
         }
         for (size_t i = 0; i < n_events; i++) {
+                /* what would keep it from being rendered later is found now, before the commit */
                 int r = event_assign_id(events[i]);
-                if (r >= 0) {
-                        o->scratch.size = 0;
-                        o->scratch.comma = false;
-                        r = event_write_json(&o->scratch, events[i], o->hostname);
-                }
-                if (r >= 0) {
-                        json_writer_char(&o->scratch, 0);
-                        r = o->scratch.failed ? -ENOMEM : 0;
-                }
-                if (r >= 0 && !(e->bodies[i] = block_copy(o, o->scratch.buf, o->scratch.size)))
-                        r = -ENOMEM;
+                if (r >= 0)
+                        r = event_validate(events[i]);
                 if (r < 0) {
-                        free(json_writer_finish(&o->scratch)); /* a failed writer starts again */
                         entry_free(e); /* e->events is still NULL: the caller keeps them */
                         return r;
                 }
@@ -209,14 +173,17 @@ static int save_entry(Outbox *o, Entry *e) {
                 r = route(o, type, &n, &summary);
                 if (r >= 0 && summary && !e->summaries[i] && !(e->summaries[i] = event_summary(ev)))
                         r = -ENOMEM;
-                if (r >= 0)
-                        r = store_add_event(o->store, ev->id, type, ev->customer_id ?: "", ev->order_id ?: "",
-                                            ev->time_usec, e->bodies[i], e->summaries[i], o->routes, n);
+                if (r < 0 || n == 0)
+                        continue;
+                const char *body = render(o, ev);
+                r = body ? store_add_event(o->store, ev->id, type, ev->customer_id ?: "", ev->order_id ?: "",
+                                           ev->time_usec, body, e->summaries[i], o->routes, n)
+                         : -ENOMEM;
         }
         return r;
 }
 
-static void emit(Outbox *o, const Event *e, const char *body) {
+static void emit(Outbox *o, const Event *e) {
         o->metrics->events_total[e->type]++;
         if (o->journal) {
                 int r = journal_send_event(e);
@@ -224,8 +191,13 @@ static void emit(Outbox *o, const Event *e, const char *body) {
                         log_warning_errno(r, "Cannot send event %s to the journal: %m", e->id);
         }
         if (o->print_events) {
-                fputs(body, stdout);
-                fputc('\n', stdout);
+                const char *body = render(o, e);
+                if (!body) {
+                        log_warning_errno(-ENOMEM, "Cannot print event %s: %m", e->id);
+                        return;
+                }
+                o->scratch.buf[o->scratch.size - 1] = '\n'; /* the NUL */
+                fwrite(body, 1, o->scratch.size, stdout);
         }
 }
 
@@ -234,7 +206,6 @@ int outbox_flush(Outbox *o) {
         if (!list)
                 return 0;
         o->head = o->tail = NULL;
-        Block *blocks = TAKE_PTR(o->blocks); /* the bodies of these entries (a callback may add more) */
 
         int r = store_begin(o->store);
         for (Entry *e = list; r >= 0 && e; e = e->next)
@@ -251,11 +222,10 @@ int outbox_flush(Outbox *o) {
         for (Entry *e = list, *next; e; e = next) {
                 next = e->next;
                 for (size_t i = 0; r >= 0 && i < e->n_events; i++)
-                        emit(o, e->events[i], e->bodies[i]);
+                        emit(o, e->events[i]);
                 n += e->n_events;
                 entry_free(e);
         }
-        blocks_free(o, blocks, true);
         /* one write for the batch rather than one per event: they were committed together */
         if (o->print_events && n > 0)
                 fflush(stdout);
