@@ -27,7 +27,7 @@ static const HashOps order_key_ops = {
 };
 
 /* Orders are never freed one by one, so they come from blocks: no allocator header and no rounding
- * for each (16 of its 184 bytes), and a block's untouched part costs no memory. */
+ * for each (8 bytes of its 160), and a block's untouched part costs no memory. */
 #define ORDER_BLOCK_SIZE 1024
 struct OrderBlock {
         OrderBlock *next;
