@@ -79,9 +79,9 @@ int diff_snapshots(const Snapshot *old, const Snapshot *new, char *const *termin
                                                             previous_poll_usec);
                 if (!e)
                         return -ENOMEM;
-                r = snapshot_copy(new, &e->line_items);
-                if (r < 0)
-                        return r;
+                e->line_items = snapshot_dup(new);
+                if (!e->line_items)
+                        return -ENOMEM;
                 r = event_list_push(&l, e);
                 if (r < 0)
                         return r;

@@ -52,7 +52,8 @@ typedef struct Event {
         LineItem *old;
         LineItem *new;
 
-        /* order.completed: the complete snapshot */
+        /* order.completed: the complete snapshot (snapshot_dup()); order.stalled: the line items not
+         * yet terminal */
         Snapshot *line_items;
 
         /* order.fetch_failed; auth.failed */

@@ -39,7 +39,8 @@ void line_item_array_done(LineItemArray *a) {
 Snapshot *snapshot_free(Snapshot *s) {
         if (!s)
                 return NULL;
-        line_items_free(s->items, s->n_items);
+        if (!s->packed)
+                line_items_free(s->items, s->n_items);
         return mfree(s);
 }
 
@@ -91,6 +92,45 @@ LineItem *line_item_dup(const LineItem *li) {
         for (size_t i = 0; i < li->n_quantities; i++) {
                 q[i] = (Quantity) { .status = p, .quantity = li->quantities[i].quantity };
                 p = stpcpy(p, li->quantities[i].status) + 1;
+        }
+        return c;
+}
+
+Snapshot *snapshot_dup(const Snapshot *s) {
+        /* the Snapshot, its items, every item's quantities, then the strings (no alignment needed) */
+        size_t size = sizeof(Snapshot) + s->n_items * sizeof(LineItem);
+        for (size_t i = 0; i < s->n_items; i++) {
+                const LineItem *li = &s->items[i];
+                size += li->n_quantities * sizeof(Quantity) + strlen(li->status) + 1;
+                for (size_t k = 0; k < li->n_quantities; k++)
+                        size += strlen(li->quantities[k].status) + 1;
+        }
+        Snapshot *c = malloc(size);
+        if (!c)
+                return NULL;
+        LineItem *items = (LineItem *) (c + 1);
+        Quantity *q = (Quantity *) (items + s->n_items);
+        size_t n_q = 0;
+        for (size_t i = 0; i < s->n_items; i++)
+                n_q += s->items[i].n_quantities;
+        char *p = (char *) (q + n_q);
+        *c = (Snapshot) { .items = s->n_items > 0 ? items : NULL, .n_items = s->n_items, .packed = true };
+        for (size_t i = 0; i < s->n_items; i++) {
+                const LineItem *li = &s->items[i];
+                items[i] = (LineItem) {
+                        .number = li->number,
+                        .has_order_line_item_id = li->has_order_line_item_id,
+                        .order_line_item_id = li->order_line_item_id,
+                        .status = p,
+                        .quantities = li->n_quantities > 0 ? q : NULL,
+                        .n_quantities = li->n_quantities,
+                };
+                p = stpcpy(p, li->status) + 1;
+                for (size_t k = 0; k < li->n_quantities; k++) {
+                        q[k] = (Quantity) { .status = p, .quantity = li->quantities[k].quantity };
+                        p = stpcpy(p, li->quantities[k].status) + 1;
+                }
+                q += li->n_quantities;
         }
         return c;
 }

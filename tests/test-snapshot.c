@@ -187,15 +187,28 @@ static void test_equal_copy(void **state) {
         _cleanup_(snapshot_freep) Snapshot *s = snapshot_new(), *copy = NULL;
         assert_int_equal(add(s, 1, "x", 2, qs1, qn1), 0);
         assert_int_equal(add(s, 2, "y", 0, NULL, NULL), 0);
-        assert_int_equal(snapshot_copy(s, &copy), 0);
+        assert_non_null(copy = snapshot_dup(s));
         assert_int_equal(copy->n_items, 2);
+        assert_true(copy->packed);
+        assert_true(snapshot_equal(copy, s));
         for (size_t i = 0; i < 2; i++) {
                 assert_int_equal(copy->items[i].number, s->items[i].number);
+                assert_int_equal(copy->items[i].n_quantities, s->items[i].n_quantities);
                 assert_true(line_item_equal(&copy->items[i], &s->items[i]));
+                assert_ptr_not_equal(copy->items[i].status, s->items[i].status);
         }
+        /* everything in the one allocation (valgrind and ASan see a single free) */
+        const char *lo = (const char *) copy, *hi = (const char *) copy->items[1].status + strlen(copy->items[1].status);
+        for (size_t i = 0; i < 2; i++) {
+                assert_true((const char *) copy->items[i].status > lo && (const char *) copy->items[i].status <= hi);
+                for (size_t k = 0; k < copy->items[i].n_quantities; k++)
+                        assert_true(copy->items[i].quantities[k].status > lo && copy->items[i].quantities[k].status < hi);
+        }
+        _cleanup_free_ char *j1 = snapshot_to_json(s), *j2 = snapshot_to_json(copy);
+        assert_string_equal(j1, j2);
 
         _cleanup_(snapshot_freep) Snapshot *empty = snapshot_new(), *empty_copy = NULL;
-        assert_int_equal(snapshot_copy(empty, &empty_copy), 0);
+        assert_non_null(empty_copy = snapshot_dup(empty));
         assert_int_equal(empty_copy->n_items, 0);
 }
 
