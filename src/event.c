@@ -135,17 +135,40 @@ static const LineItem *event_line_item(const Event *e) {
         return e->new ? e->new : e->old;
 }
 
+/* The subject's text appended to w through put (json_writer_raw() as it is, json_writer_escaped() for
+ * inside a JSON string): customers/C/orders/O[/lineitems/N], or tenants/T. -EINVAL for a lineitem.*
+ * event without its line item. */
+static int subject_write(JsonWriter *w, const Event *e, void (*put)(JsonWriter *, const char *, size_t)) {
+        if (event_type_is_auth(e->type)) {
+                const char *t = isempty(e->tenant_id) ? "-" : e->tenant_id;
+                json_writer_raw(w, "tenants/", 8);
+                put(w, t, strlen(t));
+                return 0;
+        }
+        const LineItem *li = NULL;
+        if (event_type_is_lineitem(e->type) && !(li = event_line_item(e)))
+                return -EINVAL;
+        json_writer_raw(w, "customers/", 10);
+        put(w, e->customer_id, strlen(e->customer_id));
+        json_writer_raw(w, "/orders/", 8);
+        put(w, e->order_id, strlen(e->order_id));
+        if (li) {
+                json_writer_raw(w, "/lineitems/", 11);
+                json_writer_int(w, li->number);
+        }
+        return 0;
+}
+
 char *event_subject(const Event *e) {
-        if (event_type_is_auth(e->type))
-                return strdup_printf("tenants/%s", isempty(e->tenant_id) ? "-" : e->tenant_id);
-        if (!event_type_is_lineitem(e->type))
-                return strdup_printf("customers/%s/orders/%s", e->customer_id, e->order_id);
-        const LineItem *li = event_line_item(e);
-        if (!li) {
-                errno = EINVAL;
+        JsonWriter w = {};
+        int r = subject_write(&w, e, json_writer_raw);
+        char *s = json_writer_finish(&w);
+        if (r < 0 || !s) {
+                free(s);
+                errno = r < 0 ? -r : ENOMEM;
                 return NULL;
         }
-        return strdup_printf("customers/%s/orders/%s/lineitems/%" PRIi64, e->customer_id, e->order_id, li->number);
+        return s;
 }
 
 /* ---- the CloudEvent, written directly (json-writer.h): one per change, 70,000 on a first run over
@@ -321,28 +344,12 @@ static int write_data(const Event *e, JsonWriter *w) {
         return 0;
 }
 
-/* "subject": customers/C/orders/O[/lineitems/N] or tenants/T, as event_subject() makes it */
+/* "subject", quoted and escaped */
 static int write_subject(JsonWriter *w, const Event *e) {
-        if (event_type_is_auth(e->type)) {
-                _cleanup_free_ char *subject = event_subject(e);
-                if (!subject)
-                        return -ENOMEM;
-                json_writer_string(w, subject);
-                return 0;
-        }
-        const LineItem *li = NULL;
-        if (event_type_is_lineitem(e->type) && !(li = event_line_item(e)))
-                return -EINVAL;
-        json_writer_raw(w, "\"customers/", 11);
-        json_writer_escaped(w, e->customer_id, strlen(e->customer_id));
-        json_writer_raw(w, "/orders/", 8);
-        json_writer_escaped(w, e->order_id, strlen(e->order_id));
-        if (li) {
-                json_writer_raw(w, "/lineitems/", 11);
-                json_writer_int(w, li->number);
-        }
         json_writer_char(w, '"');
-        return 0;
+        int r = subject_write(w, e, json_writer_escaped);
+        json_writer_char(w, '"');
+        return r;
 }
 
 int event_validate(const Event *e) {

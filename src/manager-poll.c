@@ -3,6 +3,7 @@
  * from its answer through the order state machine into the outbox, to its commit and its next turn. */
 #include <stdio.h>
 
+#include "alloc-util.h"
 #include "log.h"
 #include "manager-internal.h"
 #include "order-state.h"
@@ -94,28 +95,20 @@ static int order_key_compare(const void *a, const void *b) {
  * now: no later than they would be, and before no order that is overdue. */
 void manager_schedule_idle_orders(Manager *m, bool all) {
         uint64_t now_mono = now_monotonic_usec(), now_rt = now_realtime_usec();
-        size_t n_new = 0;
-        ORDERS_FOREACH(x, &m->orders)
-                if (x->watched && !x->busy && (all || x->queue == ORDER_QUEUE_NONE)) {
-                        if (x->row.last_poll_usec == 0)
-                                n_new++;
-                        else
-                                orders_enqueue(&m->orders, x, order_initial_due(m, x, now_mono, now_rt));
-                }
-        if (n_new == 0)
-                return;
-        _cleanup_free_ Order **fresh = malloc(n_new * sizeof *fresh);
-        size_t n = 0;
-        ORDERS_FOREACH(x, &m->orders)
-                if (x->watched && !x->busy && (all || x->queue == ORDER_QUEUE_NONE) && x->row.last_poll_usec == 0) {
-                        if (fresh)
-                                fresh[n++] = x;
-                        else /* without memory, in the table's order */
-                                orders_enqueue(&m->orders, x, now_mono);
-                }
-        if (!fresh)
-                return;
-        qsort(fresh, n, sizeof *fresh, order_key_compare);
+        _cleanup_free_ Order **fresh = NULL;
+        size_t n = 0, n_alloc = 0;
+        ORDERS_FOREACH(x, &m->orders) {
+                if (!x->watched || x->busy || (!all && x->queue != ORDER_QUEUE_NONE))
+                        continue;
+                if (x->row.last_poll_usec != 0)
+                        orders_enqueue(&m->orders, x, order_initial_due(m, x, now_mono, now_rt));
+                else if (GREEDY_REALLOC(fresh, n_alloc, n + 1))
+                        fresh[n++] = x;
+                else /* without memory, in the table's order */
+                        orders_enqueue(&m->orders, x, now_mono);
+        }
+        if (n > 1)
+                qsort(fresh, n, sizeof *fresh, order_key_compare);
         uint64_t first = now_mono > n ? now_mono - n : 0;
         for (size_t i = 0; i < n; i++)
                 orders_enqueue(&m->orders, fresh[i], first + i);

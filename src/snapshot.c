@@ -71,16 +71,18 @@ int line_item_copy(const LineItem *src, LineItem *dst) {
         return 0;
 }
 
-LineItem *line_item_dup(const LineItem *li) {
-        size_t size = sizeof(LineItem) + li->n_quantities * sizeof(Quantity) + strlen(li->status) + 1;
+/* The bytes li's status and quantity statuses take, NULs included. */
+static size_t strings_size(const LineItem *li) {
+        size_t size = strlen(li->status) + 1;
         for (size_t i = 0; i < li->n_quantities; i++)
                 size += strlen(li->quantities[i].status) + 1;
-        LineItem *c = malloc(size);
-        if (!c)
-                return NULL;
-        Quantity *q = (Quantity *) (c + 1);
-        char *p = (char *) (q + li->n_quantities);
-        *c = (LineItem) {
+        return size;
+}
+
+/* li into *dst, its quantities into q (room for li->n_quantities) and its strings from p on; returns
+ * where the strings end. The packed copies below are made of these. */
+static char *pack_line_item(LineItem *dst, const LineItem *li, Quantity *q, char *p) {
+        *dst = (LineItem) {
                 .number = li->number,
                 .has_order_line_item_id = li->has_order_line_item_id,
                 .order_line_item_id = li->order_line_item_id,
@@ -93,44 +95,35 @@ LineItem *line_item_dup(const LineItem *li) {
                 q[i] = (Quantity) { .status = p, .quantity = li->quantities[i].quantity };
                 p = stpcpy(p, li->quantities[i].status) + 1;
         }
+        return p;
+}
+
+LineItem *line_item_dup(const LineItem *li) {
+        LineItem *c = malloc(sizeof(LineItem) + li->n_quantities * sizeof(Quantity) + strings_size(li));
+        if (!c)
+                return NULL;
+        Quantity *q = (Quantity *) (c + 1);
+        pack_line_item(c, li, q, (char *) (q + li->n_quantities));
         return c;
 }
 
 Snapshot *snapshot_dup(const Snapshot *s) {
         /* the Snapshot, its items, every item's quantities, then the strings (no alignment needed) */
-        size_t size = sizeof(Snapshot) + s->n_items * sizeof(LineItem);
+        size_t n_q = 0, strings = 0;
         for (size_t i = 0; i < s->n_items; i++) {
-                const LineItem *li = &s->items[i];
-                size += li->n_quantities * sizeof(Quantity) + strlen(li->status) + 1;
-                for (size_t k = 0; k < li->n_quantities; k++)
-                        size += strlen(li->quantities[k].status) + 1;
+                n_q += s->items[i].n_quantities;
+                strings += strings_size(&s->items[i]);
         }
-        Snapshot *c = malloc(size);
+        Snapshot *c = malloc(sizeof(Snapshot) + s->n_items * sizeof(LineItem) + n_q * sizeof(Quantity) + strings);
         if (!c)
                 return NULL;
         LineItem *items = (LineItem *) (c + 1);
         Quantity *q = (Quantity *) (items + s->n_items);
-        size_t n_q = 0;
-        for (size_t i = 0; i < s->n_items; i++)
-                n_q += s->items[i].n_quantities;
         char *p = (char *) (q + n_q);
         *c = (Snapshot) { .items = s->n_items > 0 ? items : NULL, .n_items = s->n_items, .packed = true };
         for (size_t i = 0; i < s->n_items; i++) {
-                const LineItem *li = &s->items[i];
-                items[i] = (LineItem) {
-                        .number = li->number,
-                        .has_order_line_item_id = li->has_order_line_item_id,
-                        .order_line_item_id = li->order_line_item_id,
-                        .status = p,
-                        .quantities = li->n_quantities > 0 ? q : NULL,
-                        .n_quantities = li->n_quantities,
-                };
-                p = stpcpy(p, li->status) + 1;
-                for (size_t k = 0; k < li->n_quantities; k++) {
-                        q[k] = (Quantity) { .status = p, .quantity = li->quantities[k].quantity };
-                        p = stpcpy(p, li->quantities[k].status) + 1;
-                }
-                q += li->n_quantities;
+                p = pack_line_item(&items[i], &s->items[i], q, p);
+                q += s->items[i].n_quantities;
         }
         return c;
 }
