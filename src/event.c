@@ -159,16 +159,21 @@ static int subject_write(JsonWriter *w, const Event *e, void (*put)(JsonWriter *
         return 0;
 }
 
-char *event_subject(const Event *e) {
-        JsonWriter w = {};
-        int r = subject_write(&w, e, json_writer_raw);
-        char *s = json_writer_finish(&w);
+/* The text w holds (free()), or NULL with errno set when r < 0 or w ran out of memory. */
+static char *finish_text(JsonWriter *w, int r) {
+        char *s = json_writer_finish(w);
         if (r < 0 || !s) {
                 free(s);
                 errno = r < 0 ? -r : ENOMEM;
                 return NULL;
         }
         return s;
+}
+
+char *event_subject(const Event *e) {
+        JsonWriter w = {};
+        int r = subject_write(&w, e, json_writer_raw);
+        return finish_text(&w, r);
 }
 
 /* ---- the CloudEvent, written directly (json-writer.h): one per change, 70,000 on a first run over
@@ -394,13 +399,7 @@ int event_write_json(JsonWriter *w, const Event *e, const char *hostname) {
 char *event_to_json(const Event *e, const char *hostname) {
         JsonWriter w = {};
         int r = event_write_json(&w, e, hostname);
-        char *json = json_writer_finish(&w);
-        if (r < 0 || !json) {
-                free(json);
-                errno = r < 0 ? -r : ENOMEM;
-                return NULL;
-        }
-        return json;
+        return finish_text(&w, r);
 }
 
 /* " (fulfilled 3, prefulfillmentpending 2)", nothing when there are no quantities. */
