@@ -577,6 +577,9 @@ static int setopt_plain_fixed(HttpRequest *r) {
         SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
         SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
         SETOPT(e, CURLOPT_CLOSESOCKETDATA, r->http);
+        /* 4 KiB rather than 16: curl reads an answer into it piece by piece (Partner Center's are
+         * mostly smaller), and 64 handles' buffers of 16 KiB were 0.45 MB of the peak RSS. */
+        SETOPT(e, CURLOPT_BUFFERSIZE, 4096L);
         return 0;
 fail:
         return -EIO;
