@@ -28,6 +28,7 @@ struct Poller {
         const Config *config;
         EVP_MD *sha256;
         EVP_MD_CTX *ctx;
+        EVP_MD_CTX *prefix; /* ctx after the part every answer's digest starts with; NULL: none */
         Poll *polls;
 };
 
@@ -58,20 +59,28 @@ void poll_cancel(Poll *poll) {
 }
 
 /* What an answer means depends on its bytes and on the terminal statuses (for "settled"); the digest
- * covers both, so that a changed configuration never reuses an old interpretation. */
-static bool answer_digest(Poller *p, const char *body, size_t size, uint8_t ret[static POLL_DIGEST_SIZE]) {
+ * covers both, so that a changed configuration never reuses an old interpretation. The part before
+ * the answer is hashed once per configuration, into p->prefix. */
+static void digest_prefix(Poller *p) {
         static const char version[] = "provwatch answer 1";
+        bool ok = p->sha256 && p->prefix && EVP_DigestInit_ex(p->prefix, p->sha256, NULL) == 1 &&
+                  EVP_DigestUpdate(p->prefix, version, sizeof version) == 1;
+        for (char **t = p->config->terminal_statuses; ok && t && *t; t++)
+                ok = EVP_DigestUpdate(p->prefix, *t, strlen(*t) + 1) == 1;
+        if (!ok || EVP_DigestUpdate(p->prefix, "", 1) != 1) {
+                /* without a digest every answer is parsed, which is merely slower */
+                EVP_MD_CTX_free(p->prefix);
+                p->prefix = NULL;
+        }
+}
+
+static bool answer_digest(Poller *p, const char *body, size_t size, uint8_t ret[static POLL_DIGEST_SIZE]) {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned n = 0;
 
-        if (!p->sha256 || !p->ctx || EVP_DigestInit_ex(p->ctx, p->sha256, NULL) != 1 ||
-            EVP_DigestUpdate(p->ctx, version, sizeof version) != 1)
-                return false;
-        for (char **t = p->config->terminal_statuses; t && *t; t++)
-                if (EVP_DigestUpdate(p->ctx, *t, strlen(*t) + 1) != 1)
-                        return false;
-        if (EVP_DigestUpdate(p->ctx, "", 1) != 1 || EVP_DigestUpdate(p->ctx, body, size) != 1 ||
-            EVP_DigestFinal_ex(p->ctx, md, &n) != 1 || n < POLL_DIGEST_SIZE)
+        if (!p->prefix || !p->ctx || EVP_MD_CTX_copy_ex(p->ctx, p->prefix) != 1 ||
+            EVP_DigestUpdate(p->ctx, body, size) != 1 || EVP_DigestFinal_ex(p->ctx, md, &n) != 1 ||
+            n < POLL_DIGEST_SIZE)
                 return false;
         memcpy(ret, md, POLL_DIGEST_SIZE);
         return true;
@@ -232,6 +241,9 @@ int poller_start(Poller *p, const PollTarget *t, PollDoneFn done, PollAbandonFn 
 
 void poller_set_config(Poller *p, const Config *config) {
         p->config = config;
+        if (!p->prefix)
+                p->prefix = EVP_MD_CTX_new();
+        digest_prefix(p);
 }
 
 int poller_new(PcClient *client, const Config *config, Poller **ret) {
@@ -240,9 +252,10 @@ int poller_new(PcClient *client, const Config *config, Poller **ret) {
                 return -ENOMEM;
         p->client = client;
         p->config = config;
-        /* without a digest every answer is parsed, which is merely slower */
         p->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
         p->ctx = EVP_MD_CTX_new();
+        p->prefix = EVP_MD_CTX_new();
+        digest_prefix(p);
         *ret = p;
         return 0;
 }
@@ -253,6 +266,7 @@ Poller *poller_free(Poller *p) {
         while (p->polls)
                 poll_abandon(p->polls);
         EVP_MD_CTX_free(p->ctx);
+        EVP_MD_CTX_free(p->prefix);
         EVP_MD_free(p->sha256);
         free(p);
         return NULL;

@@ -414,6 +414,39 @@ static void test_digest_and_pages(void **state) {
         ctx_done(&c);
 }
 
+/* The digest covers the terminal statuses: a reload that changes them makes the same answer new (parsed
+ * and judged again); changed back, the digest is the first one again. */
+static void test_digest_follows_terminal_statuses(void **state) {
+        SKIP_WITHOUT_SIM();
+        Ctx c;
+        ctx_init(&c);
+        control_void("DELETE", "fault", NULL);
+        ctx_add(&c, "one", NULL, NULL);
+        ctx_run(&c);
+        assert_true(c.answers[0].has_digest);
+        uint8_t digest[POLL_DIGEST_SIZE];
+        memcpy(digest, c.answers[0].digest, sizeof digest);
+
+        Config changed = c.config;
+        char *terminal[] = { (char *) "fulfilled", NULL };
+        changed.terminal_statuses = terminal;
+        poller_set_config(c.poller, &changed);
+        ctx_add(&c, "one", NULL, digest);
+        ctx_run(&c);
+        assert_int_equal(c.answers[1].outcome, POLL_OUTCOME_OK);
+        assert_true(c.answers[1].has_digest);
+        assert_int_not_equal(memcmp(c.answers[1].digest, digest, sizeof digest), 0);
+        assert_true(c.had_snapshot[1]);
+
+        poller_set_config(c.poller, &c.config);
+        ctx_add(&c, "one", NULL, digest);
+        ctx_run(&c);
+        assert_int_equal(c.answers[2].outcome, POLL_OUTCOME_OK);
+        assert_int_equal(memcmp(c.answers[2].digest, digest, sizeof digest), 0);
+        assert_false(c.had_snapshot[2]);
+        ctx_done(&c);
+}
+
 static void test_401_renews_the_token_once(void **state) {
         SKIP_WITHOUT_SIM();
         Ctx c;
@@ -491,6 +524,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_answers),
                 cmocka_unit_test(test_digest_and_pages),
+                cmocka_unit_test(test_digest_follows_terminal_statuses),
                 cmocka_unit_test(test_401_renews_the_token_once),
                 cmocka_unit_test(test_abandon),
         };
