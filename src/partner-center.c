@@ -682,9 +682,14 @@ int pc_parse_token_response(const char *body, size_t size, TokenResponse *t, con
         return r;
 }
 
+/* RFC 3986's unreserved characters, by table: every poll's URL goes through it. */
+static const bool unreserved[256] = {
+        ['0' ... '9'] = true, ['a' ... 'z'] = true, ['A' ... 'Z'] = true,
+        ['-'] = true,         ['.'] = true,         ['_'] = true,         ['~'] = true,
+};
+
 static bool char_is_unreserved(char c) {
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
-               c == '.' || c == '_' || c == '~';
+        return unreserved[(unsigned char) c];
 }
 
 static void fputs_escaped(FILE *f, const char *s) {

@@ -12,7 +12,6 @@ struct Poll {
         Poller *poller;
         PcCall *call;
         Snapshot *snap;
-        char *customer_id, *order_id;
         uint8_t known_digest[POLL_DIGEST_SIZE];
         bool has_known_digest;
         uint8_t digest[POLL_DIGEST_SIZE];
@@ -21,6 +20,7 @@ struct Poll {
         PollAbandonFn abandon;
         void *userdata;
         Poll *prev, *next;
+        char order_id[]; /* for the debug log */
 };
 
 struct Poller {
@@ -42,8 +42,6 @@ static void poll_free(Poll *poll) {
                 poll->next->prev = poll->prev;
         pc_call_free(poll->call);
         snapshot_free(poll->snap);
-        free(poll->customer_id);
-        free(poll->order_id);
         free(poll);
 }
 
@@ -205,9 +203,11 @@ static void on_answer(PcCall *call, const PcAnswer *pa, void *userdata) {
 
 int poller_start(Poller *p, const PollTarget *t, PollDoneFn done, PollAbandonFn abandon, void *userdata,
                  Poll **ret) {
-        Poll *poll = calloc(1, sizeof *poll);
+        size_t n = strlen(t->order_id) + 1;
+        Poll *poll = calloc(1, sizeof *poll + n);
         if (!poll)
                 return -ENOMEM;
+        memcpy(poll->order_id, t->order_id, n);
         poll->poller = p;
         poll->done = done;
         poll->abandon = abandon;
@@ -221,11 +221,9 @@ int poller_start(Poller *p, const PollTarget *t, PollDoneFn done, PollAbandonFn 
                 poll->has_known_digest = true;
         }
         poll->snap = snapshot_new();
-        poll->customer_id = strdup(t->customer_id);
-        poll->order_id = strdup(t->order_id);
         _cleanup_free_ char *url = pc_provisioning_url(p->config->endpoint, p->config->api_version, t->customer_id,
                                                        t->order_id);
-        if (!poll->snap || !poll->customer_id || !poll->order_id || !url) {
+        if (!poll->snap || !url) {
                 poll_free(poll);
                 return -ENOMEM;
         }
