@@ -358,16 +358,21 @@ static void test_answers(void **state) {
         ctx_done(&c);
 }
 
+/* A new context whose first poll (answer 0) is order "one", and that answer's digest. */
+static void ctx_init_with_digest(Ctx *c, uint8_t digest[static POLL_DIGEST_SIZE]) {
+        ctx_init(c);
+        control_void("DELETE", "fault", NULL);
+        ctx_add(c, "one", NULL, NULL);
+        ctx_run(c);
+        assert_true(c->answers[0].has_digest);
+        memcpy(digest, c->answers[0].digest, POLL_DIGEST_SIZE);
+}
+
 static void test_digest_and_pages(void **state) {
         SKIP_WITHOUT_SIM();
         Ctx c;
-        ctx_init(&c);
-        control_void("DELETE", "fault", NULL);
-        ctx_add(&c, "one", NULL, NULL);
-        ctx_run(&c);
-        assert_true(c.answers[0].has_digest);
         uint8_t digest[POLL_DIGEST_SIZE];
-        memcpy(digest, c.answers[0].digest, sizeof digest);
+        ctx_init_with_digest(&c, digest);
 
         /* the same answer again: recognised, not parsed */
         ctx_add(&c, "one", NULL, digest);
@@ -419,13 +424,8 @@ static void test_digest_and_pages(void **state) {
 static void test_digest_follows_terminal_statuses(void **state) {
         SKIP_WITHOUT_SIM();
         Ctx c;
-        ctx_init(&c);
-        control_void("DELETE", "fault", NULL);
-        ctx_add(&c, "one", NULL, NULL);
-        ctx_run(&c);
-        assert_true(c.answers[0].has_digest);
         uint8_t digest[POLL_DIGEST_SIZE];
-        memcpy(digest, c.answers[0].digest, sizeof digest);
+        ctx_init_with_digest(&c, digest);
 
         Config changed = c.config;
         char *terminal[] = { (char *) "fulfilled", NULL };
