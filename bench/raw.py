@@ -24,7 +24,8 @@ columns:
   - peak RSS (GNU time's %M)       target: steady and first run ≤ 1.25 × plain curl
 
     bench/raw.py [--orders 20000] [--concurrency 64] [--reps 5] [--keep] [--compare BINARY]...
-    bench/raw.py --syscalls        # system calls per request (perf trace -s), one run of each
+    bench/raw.py --syscalls        # system calls per request (perf trace -s), one run of each, and
+                                   # how often the server slept (untraced runs)
     bench/raw.py --serve           # prepares everything, prints the commands, serves until Ctrl-C
 """
 
@@ -59,6 +60,20 @@ def perf_trace_summary(cmd: list[str], out: str) -> dict[str, tuple[int, int]]:
                 c, e = calls.get(parts[0], (0, 0))
                 calls[parts[0]] = (c + int(parts[1]), e + int(parts[2]))
     return calls
+
+
+def server_sleeps(nginx_pid: int) -> int:
+    """Voluntary context switches of nginx's workers so far: how often the server went to sleep
+    (and had to be woken by the next request)."""
+    total = 0
+    with open(f"/proc/{nginx_pid}/task/{nginx_pid}/children", encoding="utf-8") as f:
+        workers = [int(w) for w in f.read().split()]
+    for w in workers:
+        with open(f"/proc/{w}/status", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
 
 
 def main() -> None:
@@ -153,6 +168,14 @@ def main() -> None:
             rows = {"provwatch, first run": perf_trace_summary(pw_cmd, os.path.join(wd, "trace-first"))}
             rows["provwatch, steady"] = perf_trace_summary(pw_cmd, os.path.join(wd, "trace-steady"))
             rows["plain curl"] = perf_trace_summary(plain_cmd, os.path.join(wd, "trace-curl"))
+            # the server's sleeps, in runs of their own: tracing would slow the client and change them
+            sleeps = {}
+            shutil.rmtree(state, ignore_errors=True)
+            for label, cmd in (("provwatch, first run", pw_cmd), ("provwatch, steady", pw_cmd),
+                               ("plain curl", plain_cmd)):
+                before = server_sleeps(nginx.proc.pid)
+                subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                sleeps[label] = server_sleeps(nginx.proc.pid) - before
             print(f"system calls per request ({n} requests; errors in brackets), perf trace -s")
             print(f"{'':14}" + "".join(f"{k:>22}" for k in rows))
             names = list(SYSCALLS) + sorted({s for r in rows.values() for s in r} - set(SYSCALLS))
@@ -164,6 +187,8 @@ def main() -> None:
                     cells.append(f"{c / n:.3f}" + (f" ({e / n:.3f})" if e else ""))
                 if sc == "total" or max(r.get(sc, (0, 0))[0] for r in rows.values()) >= n / 100:
                     print(f"{sc:14}" + "".join(f"{x:>22}" for x in cells))
+            print(f"{'server sleeps':14}" + "".join(f"{sleeps[k] / n:>22.3f}" for k in rows)
+                  + "   (nginx's voluntary context switches per request, untraced runs)")
             return
 
         # warm-up, not measured: page cache, nginx's open-file cache, the binaries
