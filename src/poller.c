@@ -249,11 +249,9 @@ int poller_new(PcClient *client, const Config *config, Poller **ret) {
         if (!p)
                 return -ENOMEM;
         p->client = client;
-        p->config = config;
         p->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
         p->ctx = EVP_MD_CTX_new();
-        p->prefix = EVP_MD_CTX_new();
-        digest_prefix(p);
+        poller_set_config(p, config); /* and the digest's prefix */
         *ret = p;
         return 0;
 }

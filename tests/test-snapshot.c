@@ -207,6 +207,12 @@ static void test_equal_copy(void **state) {
         _cleanup_free_ char *j1 = snapshot_to_json(s), *j2 = snapshot_to_json(copy);
         assert_string_equal(j1, j2);
 
+        /* the mutable deep copy (the fuzz targets parse into it) is equal as well */
+        _cleanup_(snapshot_freep) Snapshot *deep = NULL;
+        assert_int_equal(snapshot_copy(s, &deep), 0);
+        assert_false(deep->packed);
+        assert_true(snapshot_equal(deep, s));
+
         _cleanup_(snapshot_freep) Snapshot *empty = snapshot_new(), *empty_copy = NULL;
         assert_non_null(empty_copy = snapshot_dup(empty));
         assert_int_equal(empty_copy->n_items, 0);
